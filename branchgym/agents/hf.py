@@ -1,0 +1,235 @@
+"""Hugging Face transformers backend: batched sampling with KV-cache reuse across turns.
+
+Multi-turn rollouts call ``generate`` once per turn for every open path. Re-encoding each path's
+whole history every turn would cost about three times the compute, so ``HFPolicy`` keeps one
+batched KV cache between calls: a request whose ``session`` (or ``parent_session``, for a new
+branch) names a cached row whose tokens are a prefix of the request's prefix only feeds the new
+suffix. Rows of different lengths share one cache through masked holes and explicit position
+ids, so each path sees exactly the attention pattern of its own contiguous sequence.
+
+``sequence_logprobs`` is the learner side: log-probs and full-vocabulary entropies under the
+current weights, computed a chunk of positions at a time so no [tokens x vocab] float32 tensor
+is ever built whole.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch.utils.checkpoint import checkpoint
+from transformers import PreTrainedModel
+from transformers.cache_utils import DynamicCache
+
+from branchgym.agents.policy import Generation, GenerationRequest
+from branchgym.agents.protocol import TokenizerLike
+
+
+@dataclass
+class _Rows:
+    """The cache's bookkeeping: per row, the tokens fed so far and its attention mask."""
+
+    tokens: list[list[int]]
+    mask: torch.Tensor  # [B, cache_len] long, 1 where a real token sits
+    sessions: dict[str, int]
+
+
+class HFPolicy:
+    """A ``Policy`` over any causal LM from transformers."""
+
+    def __init__(
+        self, model: PreTrainedModel, tokenizer: TokenizerLike, pad_id: int, seed: int = 0
+    ) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.pad_id = pad_id
+        self.generator = torch.Generator().manual_seed(seed)
+        self._cache: DynamicCache | None = None
+        self._rows = _Rows([], torch.zeros(0, 0, dtype=torch.long), {})
+
+    def reset_cache(self) -> None:
+        """Forget every cached row (call after the weights change)."""
+        self._cache = None
+        self._rows = _Rows([], torch.zeros(0, 0, dtype=torch.long), {})
+
+    @torch.no_grad()
+    def generate(self, requests: Sequence[GenerationRequest]) -> list[Generation]:
+        if not requests:
+            return []
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            logits = self._prefill(requests)
+            return self._decode(logits, requests)
+        finally:
+            self.model.train(was_training)
+
+    def score(self, sequences: Sequence[Sequence[int]]) -> list[tuple[list[float], list[float]]]:
+        """Log-probs and entropies of every token after the first, under current weights."""
+        ids, mask = pad_batch(sequences, self.pad_id)
+        with torch.no_grad():
+            logp, ent = sequence_logprobs(self.model, ids, mask)
+        return [
+            (logp[i, : len(s) - 1].tolist(), ent[i, : len(s) - 1].tolist())
+            for i, s in enumerate(sequences)
+        ]
+
+    # -- cache reuse -------------------------------------------------------------------------
+
+    def _source_rows(self, requests: Sequence[GenerationRequest]) -> list[int | None]:
+        """For each request, the cached row it extends, or None to encode it afresh."""
+        rows = self._rows
+        found: list[int | None] = []
+        for req in requests:
+            src = None
+            for key in (req.session, req.parent_session):
+                row = rows.sessions.get(key) if key is not None else None
+                if row is not None and _extends(req.prefix, rows.tokens[row]):
+                    src = row
+                    break
+            found.append(src)
+        return found
+
+    def _select(self, requests: Sequence[GenerationRequest]) -> None:
+        sources = self._source_rows(requests)
+        if self._cache is None or all(s is None for s in sources):
+            self._cache = DynamicCache(config=self.model.config)
+            tokens: list[list[int]] = [[] for _ in requests]
+            mask = torch.zeros(len(requests), 0, dtype=torch.long)
+        else:
+            index = torch.tensor([0 if s is None else s for s in sources])
+            self._cache.batch_select_indices(index)
+            mask = self._rows.mask[index].clone()
+            tokens = []
+            for i, s in enumerate(sources):
+                tokens.append([] if s is None else list(self._rows.tokens[s]))
+                if s is None:
+                    mask[i] = 0
+        sessions = {r.session: i for i, r in enumerate(requests) if r.session is not None}
+        self._rows = _Rows(tokens, mask, sessions)
+
+    def _prefill(self, requests: Sequence[GenerationRequest]) -> torch.Tensor:
+        self._select(requests)
+        rows = self._rows
+        suffixes = [list(r.prefix[len(t) :]) for r, t in zip(requests, rows.tokens, strict=True)]
+        if any(not s for s in suffixes):
+            raise ValueError("a request's prefix must be longer than what its session already fed")
+        width = max(len(s) for s in suffixes)
+        ids = torch.full((len(requests), width), self.pad_id, dtype=torch.long)
+        chunk_mask = torch.zeros_like(ids)
+        pos = torch.zeros_like(ids)
+        for i, (suffix, done) in enumerate(zip(suffixes, rows.tokens, strict=True)):
+            n = len(suffix)
+            ids[i, width - n :] = torch.tensor(suffix)
+            chunk_mask[i, width - n :] = 1
+            pos[i, width - n :] = torch.arange(len(done), len(done) + n)
+            done.extend(suffix)
+        return self._forward(ids, chunk_mask, pos)
+
+    def _forward(self, ids: torch.Tensor, chunk_mask: torch.Tensor, pos: torch.Tensor):
+        self._rows.mask = torch.cat([self._rows.mask, chunk_mask], dim=1)
+        out = self.model(
+            input_ids=ids,
+            attention_mask=self._rows.mask,
+            position_ids=pos,
+            past_key_values=self._cache,
+            use_cache=True,
+        )
+        return out.logits[:, -1].float()
+
+    # -- sampling ----------------------------------------------------------------------------
+
+    def _decode(self, logits: torch.Tensor, requests: Sequence[GenerationRequest]):
+        n = len(requests)
+        temps = torch.tensor([r.params.temperature for r in requests])
+        limits = [r.params.max_new_tokens for r in requests]
+        out: list[list[tuple[int, float, float]]] = [[] for _ in range(n)]
+        finish: list[str | None] = [None] * n
+        while True:
+            tok, logp, ent = self._sample(logits, temps)
+            for i in range(n):
+                if finish[i] is None:
+                    out[i].append((int(tok[i]), float(logp[i]), float(ent[i])))
+                    if int(tok[i]) in requests[i].params.stop_token_ids:
+                        finish[i] = "stop"
+                    elif len(out[i]) >= limits[i]:
+                        finish[i] = "length"
+            if all(f is not None for f in finish):
+                break
+            logits = self._feed_next(tok, [f is None for f in finish])
+        return [self._generation(o, f) for o, f in zip(out, finish, strict=True)]
+
+    def _sample(self, logits: torch.Tensor, temps: torch.Tensor):
+        greedy = temps <= 0
+        scaled = logits / torch.where(greedy, torch.ones_like(temps), temps).unsqueeze(-1)
+        logp_all = torch.log_softmax(scaled, dim=-1)
+        sampled = torch.multinomial(logp_all.exp(), 1, generator=self.generator).squeeze(-1)
+        tok = torch.where(greedy, logits.argmax(-1), sampled)
+        logp = logp_all.gather(-1, tok.unsqueeze(-1)).squeeze(-1)
+        ent = -(logp_all.exp() * logp_all).sum(-1)
+        return tok, logp, ent
+
+    def _feed_next(self, tok: torch.Tensor, active: list[bool]) -> torch.Tensor:
+        act = torch.tensor(active, dtype=torch.long)
+        ids = torch.where(act.bool(), tok, torch.full_like(tok, self.pad_id)).unsqueeze(-1)
+        pos = torch.tensor([len(t) for t in self._rows.tokens]).unsqueeze(-1)
+        for i, a in enumerate(active):
+            if a:
+                self._rows.tokens[i].append(int(tok[i]))
+        return self._forward(ids, act.unsqueeze(-1), pos)
+
+    def _generation(self, steps: list[tuple[int, float, float]], finish) -> Generation:
+        ids = tuple(s[0] for s in steps)
+        return Generation(
+            token_ids=ids,
+            text=self.tokenizer.decode(list(ids), skip_special_tokens=True),
+            logprobs=tuple(s[1] for s in steps),
+            entropies=tuple(s[2] for s in steps),
+            finish_reason=finish,
+        )
+
+
+def _extends(prefix: Sequence[int], fed: list[int]) -> bool:
+    return 0 < len(fed) < len(prefix) and list(prefix[: len(fed)]) == fed
+
+
+def pad_batch(sequences: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-pad token lists into ``ids`` and ``mask`` tensors of shape [B, max_len]."""
+    width = max(len(s) for s in sequences)
+    ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for i, s in enumerate(sequences):
+        ids[i, : len(s)] = torch.tensor(list(s), dtype=torch.long)
+        mask[i, : len(s)] = 1
+    return ids, mask
+
+
+def _chunk_stats(head: torch.nn.Module, hidden: torch.Tensor, targets: torch.Tensor):
+    logp_all = torch.log_softmax(head(hidden).float(), dim=-1)
+    logp = logp_all.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+    ent = -(logp_all.exp() * logp_all).sum(-1)
+    return logp, ent
+
+
+def sequence_logprobs(
+    model: PreTrainedModel, ids: torch.Tensor, mask: torch.Tensor, chunk: int = 1024
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Log-prob of token t+1 given tokens <= t, and the entropy there: two [B, T-1] tensors.
+
+    The output head runs on ``chunk`` positions at a time, under activation checkpointing
+    when gradients are on, so peak memory grows with ``chunk * vocab``, not ``T * vocab``.
+    """
+    hidden = model.model(input_ids=ids, attention_mask=mask).last_hidden_state[:, :-1]
+    targets = ids[:, 1:]
+    head = model.get_output_embeddings()
+    parts = []
+    for start in range(0, hidden.shape[1], chunk):
+        h, t = hidden[:, start : start + chunk], targets[:, start : start + chunk]
+        if torch.is_grad_enabled():
+            parts.append(checkpoint(_chunk_stats, head, h, t, use_reentrant=False))
+        else:
+            parts.append(_chunk_stats(head, h, t))
+    logp = torch.cat([p[0] for p in parts], dim=1)
+    ent = torch.cat([p[1] for p in parts], dim=1)
+    return logp, ent

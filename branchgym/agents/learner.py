@@ -1,0 +1,151 @@
+"""The learner: token batches from trajectory records, the loss, and the optimiser step.
+
+It takes ``TokenSample``s (built from stored groups by ``samples_from_groups``, or from expert
+demonstrations for the cold start), pads them into micro-batches, accumulates gradients over a
+minibatch and steps AdamW. Env tokens carry no loss: the mask comes from each segment's kind.
+The losses themselves live in ``losses.py`` as pure functions.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from transformers import PreTrainedModel
+
+from branchgym.agents.hf import pad_batch, sequence_logprobs
+from branchgym.agents.losses import Aggregation, ppo_clip_loss
+from branchgym.trajectory import Group, flatten
+
+
+@dataclass(frozen=True)
+class TokenSample:
+    """One sequence to train on: tokens, the log-probs they were sampled with, loss mask."""
+
+    ids: tuple[int, ...]
+    old_logprobs: tuple[float, ...]
+    mask: tuple[bool, ...]
+    advantage: float = 0.0
+
+
+@dataclass(frozen=True)
+class LearnerConfig:
+    """Optimiser and PPO settings of the learner."""
+
+    lr: float = 3e-4
+    weight_decay: float = 0.0
+    minibatch_size: int = 64  # sequences per optimiser step
+    micro_batch_size: int = 32  # sequences per forward pass (gradient accumulation)
+    ppo_epochs: int = 1
+    eps_low: float = 0.2
+    eps_high: float = 0.28  # clip-higher, as ARPO / AEPO / DAPO use
+    aggregation: Aggregation = "token-mean"
+    max_grad_norm: float = 1.0
+
+
+def samples_from_groups(groups: Sequence[Group]) -> list[TokenSample]:
+    """Every trajectory of every group, with its stored advantage on each model token."""
+    out = []
+    for group in groups:
+        for traj in group.trajectories:
+            ids, logps, mask = flatten(group, traj)
+            out.append(TokenSample(tuple(ids), tuple(logps), tuple(mask), traj.advantage))
+    return out
+
+
+class Learner:
+    """Owns the optimiser; ``rl_step`` and ``sft_step`` each run one update phase."""
+
+    def __init__(self, model: PreTrainedModel, pad_id: int, cfg: LearnerConfig) -> None:
+        self.model = model
+        self.pad_id = pad_id
+        self.cfg = cfg
+        self.optimizer = torch.optim.AdamW(
+            model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay
+        )
+        self.version = 0
+
+    def set_lr(self, lr: float) -> None:
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+
+    def rl_step(self, samples: Sequence[TokenSample], rng: random.Random) -> dict[str, float]:
+        """PPO-clip epochs over ``samples``; returns averaged metrics. Bumps the version."""
+        metrics: list[dict[str, float]] = []
+        for _ in range(self.cfg.ppo_epochs):
+            order = list(samples)
+            rng.shuffle(order)
+            for start in range(0, len(order), self.cfg.minibatch_size):
+                metrics.append(self._minibatch(order[start : start + self.cfg.minibatch_size]))
+        self.version += 1
+        return _mean(metrics)
+
+    def sft_step(self, samples: Sequence[TokenSample]) -> float:
+        """One optimiser step of next-token cross-entropy on the masked tokens."""
+        self.model.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        total = sum(sum(s.mask[1:]) for s in samples)
+        loss_sum = 0.0
+        for micro in _chunks(samples, self.cfg.micro_batch_size):
+            t = self._tensors(micro)
+            logp, _ = sequence_logprobs(self.model, t["ids"], t["attn"])
+            loss = -(logp * t["mask"]).sum() / max(total, 1)
+            loss.backward()
+            loss_sum += loss.item()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.max_grad_norm)
+        self.optimizer.step()
+        return loss_sum
+
+    def _minibatch(self, batch: Sequence[TokenSample]) -> dict[str, float]:
+        self.model.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        total = sum(sum(s.mask[1:]) for s in batch)
+        stats: list[dict[str, float]] = []
+        for micro in _chunks(batch, self.cfg.micro_batch_size):
+            t = self._tensors(micro)
+            logp, ent = sequence_logprobs(self.model, t["ids"], t["attn"])
+            loss, m = ppo_clip_loss(
+                logp,
+                t["old"],
+                t["adv"],
+                t["mask"],
+                eps_low=self.cfg.eps_low,
+                eps_high=self.cfg.eps_high,
+                aggregation=self.cfg.aggregation,
+            )
+            n_tok = float(t["mask"].sum())
+            (loss * n_tok / max(total, 1)).backward()
+            m["entropy"] = float((ent.detach() * t["mask"]).sum() / max(n_tok, 1.0))
+            m["loss"] = float(loss)
+            stats.append(m)
+        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.max_grad_norm)
+        self.optimizer.step()
+        out = _mean(stats)
+        out["grad_norm"] = float(norm)
+        return out
+
+    def _tensors(self, micro: Sequence[TokenSample]) -> dict[str, torch.Tensor]:
+        """Shift everything by one: position t predicts token t+1."""
+        ids, attn = pad_batch([s.ids for s in micro], self.pad_id)
+        width = ids.shape[1] - 1
+        old = torch.zeros(len(micro), width)
+        mask = torch.zeros(len(micro), width)
+        for i, s in enumerate(micro):
+            n = len(s.ids) - 1
+            old[i, :n] = torch.tensor(s.old_logprobs[1:])
+            mask[i, :n] = torch.tensor(s.mask[1:], dtype=torch.float)
+        adv = torch.tensor([s.advantage for s in micro]).unsqueeze(-1).expand(-1, width)
+        return {"ids": ids, "attn": attn, "old": old, "mask": mask, "adv": adv}
+
+
+def _chunks(items: Sequence, size: int):
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _mean(rows: list[dict[str, float]]) -> dict[str, float]:
+    if not rows:
+        return {}
+    return {k: sum(r[k] for r in rows) / len(rows) for k in rows[0]}

@@ -1,0 +1,49 @@
+"""The ``branchgym`` command line."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+app = typer.Typer(help="Train tool-using LLM agents with branching RL.", no_args_is_help=True)
+console = Console()
+
+
+@app.callback()
+def _root() -> None:
+    """branchgym: environments, branching rollouts, a trajectory store and RL learners."""
+
+
+@app.command()
+def train(
+    preset: Annotated[str, typer.Option(help="quickstart | smoke")] = "quickstart",
+    seed: Annotated[int, typer.Option(help="seed for the model, sampling and tasks")] = 0,
+    db: Annotated[str | None, typer.Option(help="SQLAlchemy URL of the trajectory store")] = None,
+    out: Annotated[str, typer.Option(help="folder that receives the run folder")] = "runs",
+    rl_steps: Annotated[int | None, typer.Option(help="override the preset's RL steps")] = None,
+) -> None:
+    """Cold-start SFT on expert demonstrations, then GRPO, with held-out evaluation."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from branchgym.config import preset as get_preset
+    from branchgym.train import train as run_train
+
+    try:
+        cfg = get_preset(preset)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--preset") from exc
+    cfg = replace(cfg, seed=seed, db=db, out_dir=out)
+    if rl_steps is not None:
+        cfg = replace(cfg, rl=replace(cfg.rl, steps=rl_steps))
+    run_train(cfg, console)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,91 @@
+"""The typed configuration of ``branchgym train``, and its presets.
+
+Every default is declared here, once. A preset is a named set of overrides on these defaults;
+command-line flags override the preset.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+from branchgym.agents.learner import LearnerConfig
+from branchgym.agents.model import TinyModelConfig
+from branchgym.rollouts.manager import RolloutConfig
+
+
+@dataclass(frozen=True)
+class SFTConfig:
+    """Cold start: supervised fine-tuning on the expert's demonstrations."""
+
+    demos: int = 2000  # expert episodes on training seeds
+    epochs: int = 6
+    lr: float = 2e-3
+    batch_size: int = 32
+    noise: float = 0.3  # DART noise: share of navigation steps replaced by a random detour
+
+
+@dataclass(frozen=True)
+class RLConfig:
+    """The RL phase: GRPO group rollouts and PPO-clip updates."""
+
+    steps: int = 100
+    tasks_per_step: int = 8
+    std_normalize: bool = True  # False: Dr.GRPO advantages R - mean(R)
+    drop_uniform_groups: bool = True  # groups whose returns are all equal carry no signal
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Held-out evaluation: the same episodes for the SFT and the RL policy."""
+
+    episodes: int = 400
+    temperature: float = 0.0  # 0 = greedy
+    batch_size: int = 200
+    split: str = "seen"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything ``branchgym train`` does, in one place."""
+
+    env_id: str = "branchgym/Household-v0"
+    env_kwargs: dict = field(default_factory=dict)
+    seed: int = 0
+    out_dir: str = "runs"
+    db: str | None = None  # any SQLAlchemy URL; default: SQLite in the run folder
+    threads: int = 1  # torch threads; one is fastest for the tiny model on a busy 2-core box
+    vocab_size: int = 1024
+    model: TinyModelConfig = field(default_factory=TinyModelConfig)
+    sft: SFTConfig = field(default_factory=SFTConfig)
+    rl: RLConfig = field(default_factory=RLConfig)
+    rollout: RolloutConfig = field(default_factory=RolloutConfig)
+    learner: LearnerConfig = field(default_factory=LearnerConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+
+def _quickstart() -> TrainConfig:
+    return TrainConfig()
+
+
+def _smoke() -> TrainConfig:
+    base = TrainConfig()
+    return replace(
+        base,
+        env_kwargs={"max_receptacles": 8},
+        vocab_size=600,
+        model=TinyModelConfig(hidden_size=64, layers=1, heads=2, kv_heads=1, intermediate_size=128),
+        sft=replace(base.sft, demos=64, epochs=1),
+        rl=replace(base.rl, steps=2, tasks_per_step=2),
+        rollout=replace(base.rollout, samples_per_task=4, max_turns=6),
+        learner=replace(base.learner, minibatch_size=8, micro_batch_size=8),
+        eval=replace(base.eval, episodes=16, batch_size=16),
+    )
+
+
+PRESETS = {"quickstart": _quickstart, "smoke": _smoke}
+
+
+def preset(name: str) -> TrainConfig:
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
+    return PRESETS[name]()

@@ -1,0 +1,94 @@
+"""``branchgym/Household-v0``: an ALFWorld-like kitchen that speaks text.
+
+Observations and actions are strings. ``reset(seed=s)`` or ``reset(options={"task": TaskRef})``
+builds the episode from the seed alone; ``info`` carries ALFWorld's ``admissible_commands``,
+``expert_plan`` and ``won``. The env never truncates: wrap it in a turn limit.
+"""
+
+from __future__ import annotations
+
+import string
+from typing import Any, ClassVar
+
+import gymnasium as gym
+
+from branchgym.envs.household.expert import expert_plan
+from branchgym.envs.household.generate import GenConfig, generate
+from branchgym.envs.household.world import (
+    World,
+    admissible_commands,
+    execute,
+    goal_satisfied,
+    opening_text,
+)
+from branchgym.trajectory import TaskRef
+
+TEXT = gym.spaces.Text(max_length=4096, charset=string.printable)
+
+
+class HouseholdEnv(gym.Env[str, str]):
+    """Pick-and-place and pick-clean-then-place tasks in a seeded kitchen."""
+
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi"], "render_fps": 4}
+
+    def __init__(
+        self,
+        task_types: tuple[str, ...] = GenConfig.task_types,
+        distractors: tuple[int, int] = GenConfig.distractors,
+        max_receptacles: int = GenConfig.max_receptacles,
+        render_mode: str | None = None,
+    ) -> None:
+        self.gen_config = GenConfig(tuple(task_types), tuple(distractors), max_receptacles)
+        self.observation_space = TEXT
+        self.action_space = TEXT
+        self.render_mode = render_mode
+        self._world: World | None = None
+        self._last_obs = ""
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[str, dict[str, Any]]:
+        super().reset(seed=seed)
+        task = (options or {}).get("task")
+        if isinstance(task, TaskRef):
+            episode_seed = task.seed
+        elif seed is not None:
+            episode_seed = seed
+        else:
+            episode_seed = int(self.np_random.integers(2**31))
+        self._world = generate(episode_seed, self.gen_config)
+        self._last_obs = opening_text(self._world)
+        return self._last_obs, self._info(valid=True)
+
+    def step(self, action: str) -> tuple[str, float, bool, bool, dict[str, Any]]:
+        world = self._require_world()
+        obs, valid = execute(world, action if isinstance(action, str) else "")
+        won = goal_satisfied(world)
+        self._last_obs = obs
+        return obs, float(won), won, False, self._info(valid=valid)
+
+    def snapshot(self) -> World:
+        """An exact copy of the episode state; ``restore`` puts it back."""
+        return self._require_world().snapshot()
+
+    def restore(self, snap: World) -> None:
+        self._world = snap.snapshot()
+
+    def render(self) -> str | None:
+        return self._last_obs if self.render_mode == "ansi" else None
+
+    def _info(self, valid: bool) -> dict[str, Any]:
+        world = self._require_world()
+        return {
+            "instruction": world.goal.text,
+            "task_type": world.goal.task_type,
+            "admissible_commands": admissible_commands(world),
+            "expert_plan": expert_plan(world),
+            "won": goal_satisfied(world),
+            "valid_action": valid,
+        }
+
+    def _require_world(self) -> World:
+        if self._world is None:
+            raise gym.error.ResetNeeded("call reset() before step()")
+        return self._world

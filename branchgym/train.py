@@ -1,0 +1,288 @@
+"""The training recipe, top to bottom: tokenizer -> model -> SFT cold start -> GRPO -> eval.
+
+    branchgym train --preset quickstart --seed 0
+
+1. Train a byte-level tokenizer on the environment's own text and build a tiny Qwen2 model.
+2. Warm-start it by supervised fine-tuning on the privileged expert's demonstrations.
+3. Evaluate it on held-out seeds.
+4. GRPO: every step, roll out ``samples_per_task`` paths for ``tasks_per_step`` fresh training
+   tasks, give each path its group-normalised advantage, write each group to the store in one
+   transaction, and take PPO-clip steps on the groups that carry signal.
+5. Evaluate the RL policy on the same held-out seeds, write ``summary.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import torch
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from branchgym import envs
+from branchgym.agents.hf import HFPolicy
+from branchgym.agents.learner import Learner, TokenSample, samples_from_groups
+from branchgym.agents.losses import grpo_advantages
+from branchgym.agents.model import n_params, tiny_model
+from branchgym.agents.protocol import TurnCodec
+from branchgym.agents.tokenizer import train_tokenizer
+from branchgym.config import TrainConfig
+from branchgym.rollouts.manager import RolloutManager
+from branchgym.rollouts.store import TrajectoryStore
+from branchgym.tasks.suite import task_refs
+from branchgym.trajectory import Group, TaskRef
+
+SEED_RANGE = 10_000_000  # training tasks are drawn from the first SEED_RANGE train seeds
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    success: float
+    stderr: float
+    episodes: int
+    mean_turns: float
+    mean_entropy: float
+
+
+def env_corpus(make_env: Callable, n_episodes: int, seed: int) -> list[str]:
+    """Texts for the tokenizer: expert episodes plus random admissible commands."""
+    rng = random.Random(seed)
+    env = make_env()
+    texts: list[str] = []
+    for ep in range(n_episodes):
+        obs, info = env.reset(seed=10**9 + ep)
+        texts.append(obs)
+        for turn in range(12):
+            plan = info["expert_plan"]
+            use_expert = plan and (ep % 2 == 0 or turn % 3 == 2)
+            action = plan[0] if use_expert else rng.choice(info["admissible_commands"])
+            texts.append(" " + action)
+            obs, _, done, _, info = env.step(action)
+            texts.append(" " + obs)
+            if done:
+                break
+            # held objects are rarely examined at random; their texts must still be words
+            examine = [c for c in info["admissible_commands"] if c.startswith("examine ")]
+            for command in examine:
+                snap = env.unwrapped.snapshot()
+                texts.append(" " + env.step(command)[0])
+                env.unwrapped.restore(snap)
+    env.close()
+    return texts
+
+
+def expert_demos(
+    make_env: Callable, tasks: Sequence[TaskRef], codec: TurnCodec, noise: float, seed: int
+) -> list[TokenSample]:
+    """One token sequence per task: the expert's actions (trained) between observations.
+
+    With probability ``noise`` a navigation step is replaced by a random ``go to`` (DART-style
+    noise injection): the detour's tokens stay in the context but carry no loss, and the
+    expert's next action, the recovery, is trained. Pure expert demos never leave the ideal
+    path, so a cloned policy has never seen a wrong receptacle and does not know what to do
+    at one; with noise it has at least seen that the answer is to go elsewhere.
+    """
+    rng = random.Random(seed)
+    env = make_env()
+    demos = []
+    for task in tasks:
+        obs, info = env.reset(seed=task.seed, options={"task": task})
+        ids = codec.observation_ids(obs)
+        mask = [False] * len(ids)
+        for _ in range(30):
+            action, trained = _demo_action(info, rng, noise)
+            if action is None:
+                break
+            act = codec.action_ids(action)
+            ids, mask = ids + act, mask + [trained] * len(act)
+            obs, _, done, _, info = env.step(action)
+            if done:
+                break
+            nxt = codec.observation_ids(obs)
+            ids, mask = ids + nxt, mask + [False] * len(nxt)
+        demos.append(TokenSample(tuple(ids), (0.0,) * len(ids), tuple(mask)))
+    env.close()
+    return demos
+
+
+def _demo_action(info: dict, rng: random.Random, noise: float) -> tuple[str | None, bool]:
+    plan = info["expert_plan"]
+    if not plan:
+        return None, False
+    if plan[0].startswith("go to ") and rng.random() < noise:
+        detours = [
+            c for c in info["admissible_commands"] if c.startswith("go to ") and c != plan[0]
+        ]
+        if detours:
+            return rng.choice(detours), False
+    return plan[0], True
+
+
+def with_advantages(group: Group, std_normalize: bool) -> Group:
+    adv = grpo_advantages(torch.tensor(group.returns), std_normalize=std_normalize).tolist()
+    trajs = tuple(replace(t, advantage=a) for t, a in zip(group.trajectories, adv, strict=True))
+    return replace(group, trajectories=trajs)
+
+
+def evaluate(manager: RolloutManager, tasks: Sequence[TaskRef], batch: int) -> EvalResult:
+    """Success rate (with binomial standard error), turns and entropy over ``tasks``."""
+    groups: list[Group] = []
+    for start in range(0, len(tasks), batch):
+        groups += manager.rollout(tasks[start : start + batch], step=-1)
+    trajs = [(g, t) for g in groups for t in g.trajectories]
+    wins = [float(t.won) for _, t in trajs]
+    p = sum(wins) / len(wins)
+    ents = [e for g, t in trajs for s in g.path(t) for e in s.entropies]
+    return EvalResult(
+        success=p,
+        stderr=math.sqrt(p * (1 - p) / len(wins)),
+        episodes=len(wins),
+        mean_turns=sum(t.n_turns for _, t in trajs) / len(trajs),
+        mean_entropy=sum(ents) / max(len(ents), 1),
+    )
+
+
+def _progress(console: Console) -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[info]}"),
+        console=console,
+    )
+
+
+def run_sft(learner: Learner, demos: list[TokenSample], cfg: TrainConfig, bar) -> None:
+    rng = random.Random(cfg.seed)
+    steps_per_epoch = math.ceil(len(demos) / cfg.sft.batch_size)
+    total = steps_per_epoch * cfg.sft.epochs
+    task = bar.add_task("SFT", total=total, info="")
+    learner.set_lr(cfg.sft.lr)
+    for step in range(total):
+        if step % steps_per_epoch == 0:
+            rng.shuffle(demos)
+        # cosine decay to 10% keeps the late epochs from undoing the early ones
+        lr = cfg.sft.lr * (0.1 + 0.45 * (1 + math.cos(math.pi * step / total)))
+        learner.set_lr(lr)
+        i = (step % steps_per_epoch) * cfg.sft.batch_size
+        loss = learner.sft_step(demos[i : i + cfg.sft.batch_size])
+        bar.update(task, advance=1, info=f"loss {loss:.3f}")
+    learner.set_lr(cfg.learner.lr)
+
+
+def run_rl(learner, manager, store, run_id, policy, cfg: TrainConfig, bar, log) -> None:
+    rng = random.Random(cfg.seed)
+    task_bar = bar.add_task("GRPO", total=cfg.rl.steps, info="")
+    for step in range(cfg.rl.steps):
+        t0 = time.time()
+        tasks = [
+            task_refs(cfg.env_id, "train", 1, start=rng.randrange(SEED_RANGE))[0]
+            for _ in range(cfg.rl.tasks_per_step)
+        ]
+        groups = [
+            with_advantages(g, cfg.rl.std_normalize)
+            for g in manager.rollout(tasks, step=step, version=learner.version)
+        ]
+        store.write_groups(run_id, groups)
+        useful = [g for g in groups if len(set(g.returns)) > 1 or not cfg.rl.drop_uniform_groups]
+        metrics = learner.rl_step(samples_from_groups(useful), rng) if useful else {}
+        policy.reset_cache()
+        success = sum(t.won for g in groups for t in g.trajectories) / sum(
+            len(g.trajectories) for g in groups
+        )
+        row = {"step": step, "success": success, "signal_groups": len(useful), **metrics}
+        row["seconds"] = time.time() - t0
+        log.write(json.dumps(row) + "\n")
+        log.flush()
+        bar.update(task_bar, advance=1, info=f"success {success:.2f} signal {len(useful)}")
+
+
+def train(cfg: TrainConfig, console: Console | None = None) -> dict:
+    """Run the whole recipe; returns the summary that is also written to ``summary.json``."""
+    console = console or Console()
+    t_start = time.time()
+    torch.manual_seed(cfg.seed)
+    torch.set_num_threads(cfg.threads)
+    run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-seed{cfg.seed}"
+    run_dir = Path(cfg.out_dir) / run_id
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+    def make_env():
+        return envs.make(cfg.env_id, **cfg.env_kwargs)
+
+    tokenizer = train_tokenizer(env_corpus(make_env, 400, cfg.seed), cfg.vocab_size)
+    codec = TurnCodec(tokenizer)
+    pad_id = tokenizer.pad_token_id
+    model = tiny_model(len(tokenizer), pad_id, codec.stop_id, cfg.model)
+    console.print(
+        f"run {run_id}: model {n_params(model) / 1e6:.2f}M params, vocab {len(tokenizer)}"
+    )
+    policy = HFPolicy(model, tokenizer, pad_id, seed=cfg.seed)
+    learner = Learner(model, pad_id, cfg.learner)
+    manager = RolloutManager(make_env, policy, codec, cfg.rollout)
+    eval_cfg = replace(cfg.rollout, samples_per_task=1, temperature=cfg.eval.temperature)
+    evaluator = RolloutManager(make_env, policy, codec, eval_cfg)
+    heldout = task_refs(cfg.env_id, cfg.eval.split, cfg.eval.episodes)
+    store = TrajectoryStore(cfg.db or f"sqlite:///{run_dir / 'trajectories.db'}")
+    store.create_run(run_id, _jsonable(cfg))
+
+    with _progress(console) as bar, open(run_dir / "metrics.jsonl", "w") as log:
+        demo_tasks = task_refs(cfg.env_id, "train", cfg.sft.demos, start=cfg.seed * cfg.sft.demos)
+        demos = expert_demos(make_env, demo_tasks, codec, cfg.sft.noise, cfg.seed)
+        run_sft(learner, demos, cfg, bar)
+        sft = evaluate(evaluator, heldout, cfg.eval.batch_size)
+        console.print(f"SFT policy: held-out success {sft.success:.3f} ± {sft.stderr:.3f}")
+        policy.reset_cache()
+        run_rl(learner, manager, store, run_id, policy, cfg, bar, log)
+        rl = evaluate(evaluator, heldout, cfg.eval.batch_size)
+
+    model.save_pretrained(run_dir / "policy")
+    tokenizer.save_pretrained(run_dir / "policy")
+    summary = _summary(cfg, sft, rl, t_start)
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    store.close()
+    _print_table(console, sft, rl, run_dir)
+    return summary
+
+
+def _summary(cfg: TrainConfig, sft: EvalResult, rl: EvalResult, t_start: float) -> dict:
+    return {
+        "sft_success": sft.success,
+        "sft_stderr": sft.stderr,
+        "rl_success": rl.success,
+        "rl_stderr": rl.stderr,
+        "heldout_episodes": rl.episodes,
+        "seed": cfg.seed,
+        "minutes": (time.time() - t_start) / 60,
+        "sft": asdict(sft),
+        "rl": asdict(rl),
+    }
+
+
+def _print_table(console: Console, sft: EvalResult, rl: EvalResult, run_dir: Path) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"held-out evaluation ({sft.episodes} episodes)")
+    for col in ("policy", "success", "± stderr", "mean turns", "mean entropy"):
+        table.add_column(col)
+    for name, r in (("SFT", sft), ("SFT + GRPO", rl)):
+        table.add_row(
+            name,
+            f"{r.success:.3f}",
+            f"{r.stderr:.3f}",
+            f"{r.mean_turns:.2f}",
+            f"{r.mean_entropy:.3f}",
+        )
+    console.print(table)
+    console.print(f"run folder: {run_dir}")
+
+
+def _jsonable(cfg: TrainConfig) -> dict:
+    return json.loads(json.dumps(asdict(cfg), default=str))

@@ -1,0 +1,55 @@
+"""Shared fixtures: an offline Hugging Face hub, one torch thread, a tiny tokenizer and model.
+
+The machine these tests run on is small and often busy, so everything here is as cheap as it can
+be: the tokenizer is trained once per session on 60 household episodes, and the model is a
+one-layer Qwen2 with a 32-wide hidden state (a few tens of thousands of parameters).
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+
+import pytest
+import torch
+
+import branchgym.envs
+from branchgym.agents.model import TinyModelConfig, tiny_model
+from branchgym.agents.protocol import TurnCodec
+from branchgym.agents.tokenizer import train_tokenizer
+from branchgym.train import env_corpus
+
+HOUSEHOLD = "branchgym/Household-v0"
+TINY = TinyModelConfig(hidden_size=32, layers=1, heads=2, kv_heads=1, intermediate_size=64)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_thread():
+    torch.set_num_threads(1)
+    yield
+
+
+def make_household(**kwargs):
+    return branchgym.envs.make(HOUSEHOLD, **kwargs)
+
+
+@pytest.fixture(scope="session")
+def tiny_tok():
+    return train_tokenizer(env_corpus(make_household, 60, 0), vocab_size=600)
+
+
+@pytest.fixture(scope="session")
+def codec(tiny_tok):
+    return TurnCodec(tiny_tok)
+
+
+def build_tiny_lm(tok, cfg: TinyModelConfig = TINY, seed: int = 0):
+    torch.manual_seed(seed)
+    stop_id = TurnCodec(tok).stop_id
+    return tiny_model(len(tok), tok.pad_token_id, stop_id, cfg)
+
+
+@pytest.fixture
+def tiny_lm(tiny_tok):
+    return build_tiny_lm(tiny_tok)

@@ -1,0 +1,450 @@
+"""Agents: the tokenizer, the turn codec, the HF policy's KV-cache reuse, and the learner.
+
+The key test is cache reuse: every log-prob and entropy that ``HFPolicy.generate`` records while
+extending a cached row must equal what a fresh, uncached forward pass (``HFPolicy.score``) gives
+for the same full sequence, or PPO's ratio would be wrong from the very first step.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import random
+import re
+from dataclasses import replace
+
+import pytest
+import torch
+from transformers import AutoTokenizer, Qwen2ForCausalLM
+
+import branchgym.envs
+from branchgym.agents.hf import HFPolicy
+from branchgym.agents.learner import Learner, LearnerConfig, samples_from_groups
+from branchgym.agents.model import TinyModelConfig, tiny_model
+from branchgym.agents.policy import (
+    Generation,
+    GenerationRequest,
+    Policy,
+    SamplingParams,
+    ScriptedPolicy,
+)
+from branchgym.agents.protocol import TurnCodec
+from branchgym.agents.tokenizer import train_tokenizer
+from branchgym.rollouts.manager import RolloutConfig, RolloutManager
+from branchgym.tasks.suite import task_refs
+from branchgym.train import env_corpus, expert_demos, with_advantages
+
+ENV_ID = "branchgym/Household-v0"
+ATOL = 1e-4
+
+
+def make_env():
+    return branchgym.envs.make(ENV_ID)
+
+
+def observations(n_episodes: int, seed: int = 0) -> list[str]:
+    """Held-out observations (seeds unlike env_corpus's): expert steps mixed with random ones."""
+    rng = random.Random(seed)
+    env = make_env()
+    texts = []
+    for ep in range(n_episodes):
+        obs, info = env.reset(seed=ep)
+        texts.append(obs)
+        for turn in range(12):
+            plan = info["expert_plan"]
+            action = plan[0] if turn % 2 == 0 else rng.choice(info["admissible_commands"])
+            obs, _, done, _, info = env.step(action)
+            texts.append(obs)
+            if done:
+                break
+    return texts
+
+
+# ------------------------------------------------------------------------------ tokenizer
+
+
+@pytest.fixture(scope="module")
+def recipe_tok():
+    """The tokenizer as ``branchgym.train`` builds it (400 corpus episodes, smoke's vocab)."""
+    return train_tokenizer(env_corpus(make_env, 400, 0), vocab_size=600)
+
+
+def split_words(tok, ids: list[int]) -> list[str]:
+    """Adjacent token pairs that cut a word (letters or digits) in two."""
+    pieces = [tok.decode([i]) for i in ids]
+    return [
+        f"{p}|{q}"
+        for p, q in itertools.pairwise(pieces)
+        if (p[-1:].isalpha() and q[:1].isalpha()) or (p[-1:].isdigit() and q[:1].isdigit())
+    ]
+
+
+def test_every_household_word_is_one_token(recipe_tok):
+    codec = TurnCodec(recipe_tok)
+    formatted = [codec.fmt.observation_text(t) for t in observations(200)]
+    # Words as the model sees them after a space ("<|obs|> This is ...", "you see a apple 1").
+    spaced = {w for t in formatted for w in re.findall(r" ([A-Za-z]+|\d+)", t)}
+    multi = {
+        w: [recipe_tok.decode([i]) for i in recipe_tok.encode(" " + w, add_special_tokens=False)]
+        for w in sorted(spaced)
+    }
+    assert {w: toks for w, toks in multi.items() if len(toks) != 1} == {}
+    # Words after a newline or "(" ("\n\nYour task", "(object)") must not be cut either.
+    assert [s for t in formatted for s in split_words(recipe_tok, recipe_tok.encode(t))] == []
+
+
+def test_session_tokenizer_covers_the_common_words(tiny_tok):
+    for word in ("cabinet", "countertop", "sinkbasin", "arrive", "nothing", "apple", "fridge"):
+        assert len(tiny_tok.encode(" " + word, add_special_tokens=False)) == 1, word
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["", "héllo wörld", "☃ 日本語 🎉 ∑∫", "\x00\x7f\t\r\n", "Ω" * 50, "go to cabinet 1", "<|obs"],
+)
+def test_any_text_round_trips_through_byte_fallback(tiny_tok, text):
+    ids = tiny_tok.encode(text, add_special_tokens=False)
+    assert tiny_tok.decode(ids) == text
+    assert all(0 <= i < len(tiny_tok) for i in ids)
+
+
+def test_tokenizer_save_and_reload(tiny_tok, tmp_path):
+    tiny_tok.save_pretrained(tmp_path)
+    loaded = AutoTokenizer.from_pretrained(tmp_path)
+    text = "<|obs|> You arrive at cabinet 1. The cabinet 1 is closed.<|act|> open cabinet 1<|end|>"
+    for t in (text, "ünïcödé ☃", "go to sinkbasin 1"):
+        assert loaded.encode(t, add_special_tokens=False) == tiny_tok.encode(
+            t, add_special_tokens=False
+        )
+    assert len(loaded) == len(tiny_tok)
+    assert loaded.pad_token_id == tiny_tok.pad_token_id
+    assert loaded.chat_template == tiny_tok.chat_template
+
+
+def test_special_tokens_are_single_ids(tiny_tok):
+    ids = [
+        tiny_tok.encode(s, add_special_tokens=False)
+        for s in ("<|pad|>", "<|obs|>", "<|act|>", "<|end|>")
+    ]
+    assert all(len(i) == 1 for i in ids)
+    assert len({i[0] for i in ids}) == 4
+    assert tiny_tok.pad_token_id == ids[0][0]
+    assert tiny_tok.eos_token_id == ids[3][0]
+    # a special token inside text stays one id
+    assert tiny_tok.encode("a<|end|>b", add_special_tokens=False)[1] == ids[3][0]
+
+
+def test_chat_template_matches_turn_format(tiny_tok, codec):
+    chat = [
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": "go to cabinet 1"},
+    ]
+    text = tiny_tok.apply_chat_template(chat, tokenize=False)
+    assert text == "<|obs|> hi<|act|> go to cabinet 1<|end|>"
+    ids = tiny_tok.encode(text, add_special_tokens=False)
+    assert ids == codec.observation_ids("hi") + codec.action_ids("go to cabinet 1")
+
+
+# ------------------------------------------------------------------------------ TurnCodec
+
+
+def test_codec_action_round_trip(codec, tiny_tok):
+    ids = codec.action_ids("go to cabinet 1")
+    assert ids[-1] == codec.stop_id == tiny_tok.convert_tokens_to_ids("<|end|>")
+    assert codec.stop_id not in ids[:-1]
+    assert codec.action_text(ids) == "go to cabinet 1"
+    assert codec.action_text(ids[:-1]) == "go to cabinet 1"
+    obs = codec.observation_ids("Nothing happens.")
+    assert obs[0] == tiny_tok.convert_tokens_to_ids("<|obs|>")
+    assert obs[-1] == tiny_tok.convert_tokens_to_ids("<|act|>")
+    assert tiny_tok.decode(obs) == "<|obs|> Nothing happens.<|act|>"
+
+
+# ------------------------------------------------------------------------------ model
+
+
+def test_model_save_and_reload_gives_identical_logits(tiny_lm, tmp_path):
+    tiny_lm.eval()
+    ids = torch.tensor([[1, 50, 60, 70, 2, 80, 3]])
+    with torch.no_grad():
+        before = tiny_lm(input_ids=ids).logits
+    tiny_lm.save_pretrained(tmp_path)
+    loaded = Qwen2ForCausalLM.from_pretrained(tmp_path).eval()
+    with torch.no_grad():
+        after = loaded(input_ids=ids).logits
+    assert torch.equal(before, after)
+    assert loaded.config.tie_word_embeddings
+
+
+# ------------------------------------------------------------------------------ HFPolicy
+
+
+OBS = [
+    "Nothing happens.",
+    "You arrive at cabinet 1. The cabinet 1 is closed.",
+    "-= Welcome to TextWorld, ALFRED! =-\n\nYou are in the middle of a room. Looking quickly "
+    "around you, you see a cabinet 1, a fridge 1, and a sinkbasin 1.",
+]
+
+
+def sharpen(model, std: float = 0.15):
+    """Re-draw the weights wider than HF's 0.02 init so attention is peaked, not uniform.
+
+    With the default init every attention row is nearly uniform and a position or mask error
+    moves log-probs by less than the tolerance; with these weights it moves them by far more.
+    """
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for param in model.parameters():
+            if param.dim() == 2:
+                param.normal_(0.0, std)
+    return model
+
+
+class WidthRecorder:
+    """Wraps ``model.forward`` to record the input width of every call."""
+
+    def __init__(self, model) -> None:
+        self.widths: list[int] = []
+        self._orig = model.forward
+        model.forward = self
+
+    def __call__(self, *args, **kwargs):
+        self.widths.append(kwargs["input_ids"].shape[1])
+        return self._orig(*args, **kwargs)
+
+
+def assert_matches_score(policy: HFPolicy, prefixes, gens) -> None:
+    """Every recorded log-prob / entropy equals a fresh forward pass over the whole sequence."""
+    seqs = [list(p) + list(g.token_ids) for p, g in zip(prefixes, gens, strict=True)]
+    for seq, gen, (logp, ent) in zip(seqs, gens, policy.score(seqs), strict=True):
+        n = len(gen.token_ids)
+        assert len(gen.logprobs) == len(gen.entropies) == n > 0
+        # score's entry t is the log-prob of token t+1, so generated token j sits at L-1-n+j
+        ref_logp, ref_ent = logp[len(seq) - 1 - n :], ent[len(seq) - 1 - n :]
+        assert gen.logprobs == pytest.approx(ref_logp, abs=ATOL)
+        assert gen.entropies == pytest.approx(ref_ent, abs=ATOL)
+        assert all(lp <= 0 for lp in gen.logprobs)
+        assert all(0 <= e <= math.log(policy.model.config.vocab_size) + ATOL for e in gen.entropies)
+
+
+@pytest.mark.parametrize("attn", ["sdpa", "eager"])
+@pytest.mark.parametrize("temperature", [0.0, 1.0])
+@pytest.mark.parametrize("layers", [1, 2])
+def test_cache_reuse_matches_fresh_scoring(tiny_tok, codec, temperature, layers, attn):
+    torch.manual_seed(0)
+    cfg = TinyModelConfig(hidden_size=32, layers=layers, heads=2, kv_heads=1, intermediate_size=64)
+    model = tiny_model(len(tiny_tok), tiny_tok.pad_token_id, codec.stop_id, cfg)
+    model.set_attn_implementation(attn)
+    sharpen(model)
+    policy = HFPolicy(model, tiny_tok, tiny_tok.pad_token_id, seed=1)
+
+    def params(n):
+        return SamplingParams(
+            max_new_tokens=n, temperature=temperature, stop_token_ids=(codec.stop_id,)
+        )
+
+    # turn 1: three sessions with prompts of different lengths and different token budgets, so
+    # rows go inactive at different steps and are fed masked pads.
+    prompts = [codec.observation_ids(o) for o in OBS]
+    assert len({len(p) for p in prompts}) == 3
+    budgets = [3, 7, 5]
+    turn1 = [
+        GenerationRequest(tuple(p), params(b), session=f"s{i}")
+        for i, (p, b) in enumerate(zip(prompts, budgets, strict=True))
+    ]
+    gens1 = policy.generate(turn1)
+    assert [len(g.token_ids) for g in gens1] == budgets  # a random model never says <|end|>
+    assert all(g.finish_reason == "length" for g in gens1)
+    assert_matches_score(policy, prompts, gens1)
+    # The cache holds every token but each row's last sample (it was never fed back).
+    assert [len(t) for t in policy._rows.tokens] == [
+        len(p) + b - 1 for p, b in zip(prompts, budgets, strict=True)
+    ]
+
+    # turn 2: each session's full history plus a new observation, in shuffled order.
+    new_obs = [
+        codec.observation_ids(o) for o in ("You open the cabinet 1.", "Nothing happens.", "OK")
+    ]
+    prefixes2 = [
+        list(p) + list(g.token_ids) + o for p, g, o in zip(prompts, gens1, new_obs, strict=True)
+    ]
+    order = [2, 0, 1]
+    turn2 = [GenerationRequest(tuple(prefixes2[i]), params(4), session=f"s{i}") for i in order]
+    fed_before = [len(policy._rows.tokens[policy._rows.sessions[f"s{i}"]]) for i in order]
+    recorder = WidthRecorder(model)
+    gens2 = policy.generate(turn2)
+    del model.forward
+    suffixes = [len(prefixes2[i]) - f for i, f in zip(order, fed_before, strict=True)]
+    assert suffixes == [1 + len(new_obs[i]) for i in order]  # last sample + new observation
+    assert recorder.widths[0] == max(suffixes)  # only the suffixes were fed, not the history
+    assert recorder.widths[1:] == [1] * (len(recorder.widths) - 1)
+    assert_matches_score(policy, [prefixes2[i] for i in order], gens2)
+
+
+def test_unknown_session_is_encoded_fresh_beside_cached_ones(tiny_tok, codec, tiny_lm):
+    policy = HFPolicy(sharpen(tiny_lm), tiny_tok, tiny_tok.pad_token_id, seed=0)
+    p = SamplingParams(max_new_tokens=4, temperature=1.0, stop_token_ids=(codec.stop_id,))
+    prompts = [codec.observation_ids(o) for o in OBS[:2]]
+    gens1 = policy.generate(
+        [GenerationRequest(tuple(x), p, session=f"a{i}") for i, x in enumerate(prompts)]
+    )
+    cached = list(prompts[1]) + list(gens1[1].token_ids) + codec.observation_ids("Nothing happens.")
+    fresh = codec.observation_ids(OBS[2])
+    requests = [
+        GenerationRequest(tuple(fresh), p, session="brand-new"),
+        GenerationRequest(tuple(cached), p, session="a1"),
+        GenerationRequest(tuple(fresh[:10]), p, session=None),
+    ]
+    recorder = WidthRecorder(tiny_lm)
+    gens2 = policy.generate(requests)
+    del tiny_lm.forward
+    assert recorder.widths[0] == len(fresh)  # the longest fresh prompt, not the cached history
+    assert_matches_score(policy, [r.prefix for r in requests], gens2)
+    assert set(policy._rows.sessions) == {"brand-new", "a1"}  # "a0" was not asked for: dropped
+
+
+def test_parent_session_seeds_a_new_branch(tiny_tok, codec, tiny_lm):
+    policy = HFPolicy(sharpen(tiny_lm), tiny_tok, tiny_tok.pad_token_id, seed=0)
+    p = SamplingParams(max_new_tokens=3, temperature=1.0, stop_token_ids=(codec.stop_id,))
+    prompt = codec.observation_ids(OBS[1])
+    (g,) = policy.generate([GenerationRequest(tuple(prompt), p, session="root")])
+    branch = [*prompt, *g.token_ids, *codec.observation_ids("Nothing happens.")]
+    requests = [
+        GenerationRequest(tuple(branch), p, session="root"),
+        GenerationRequest(tuple(branch), p, session="child", parent_session="root"),
+    ]
+    recorder = WidthRecorder(tiny_lm)
+    gens = policy.generate(requests)
+    del tiny_lm.forward
+    assert recorder.widths[0] == len(branch) - (len(prompt) + len(g.token_ids) - 1)
+    assert_matches_score(policy, [branch, branch], gens)
+
+
+def test_greedy_identical_prompts_give_identical_generations(tiny_tok, codec, tiny_lm):
+    policy = HFPolicy(sharpen(tiny_lm), tiny_tok, tiny_tok.pad_token_id, seed=0)
+    p = SamplingParams(max_new_tokens=6, temperature=0.0, stop_token_ids=(codec.stop_id,))
+    prompt = tuple(codec.observation_ids(OBS[1]))
+    other = tuple(codec.observation_ids(OBS[2]))  # a longer row, so the twins are left-padded
+    a, b, _ = policy.generate(
+        [
+            GenerationRequest(prompt, p, session="x"),
+            GenerationRequest(prompt, p, session="y"),
+            GenerationRequest(other, p, session="z"),
+        ]
+    )
+    assert a.token_ids == b.token_ids
+    assert a.logprobs == pytest.approx(b.logprobs, abs=1e-6)
+    # greedy picks the arg-max: nothing else is more likely at any step
+    (alone,) = HFPolicy(tiny_lm, tiny_tok, tiny_tok.pad_token_id).generate(
+        [GenerationRequest(prompt, p)]
+    )
+    assert alone.token_ids == a.token_ids
+
+
+def test_generation_stops_at_stop_token(tiny_tok, codec, tiny_lm):
+    policy = HFPolicy(sharpen(tiny_lm), tiny_tok, tiny_tok.pad_token_id, seed=0)
+    prompt = tuple(codec.observation_ids(OBS[0]))
+    (probe,) = policy.generate([GenerationRequest(prompt, SamplingParams(4, 0.0))])
+    stop = probe.token_ids[1]  # greedy is deterministic: the 2nd token becomes the stop token
+    (g,) = HFPolicy(tiny_lm, tiny_tok, tiny_tok.pad_token_id).generate(
+        [GenerationRequest(prompt, SamplingParams(4, 0.0, (stop,)))]
+    )
+    assert g.finish_reason == "stop"
+    assert g.token_ids == probe.token_ids[: probe.token_ids.index(stop) + 1]
+
+
+def test_prefix_no_longer_than_fed_tokens_is_rejected_or_reencoded(tiny_tok, codec, tiny_lm):
+    policy = HFPolicy(sharpen(tiny_lm), tiny_tok, tiny_tok.pad_token_id, seed=0)
+    p = SamplingParams(max_new_tokens=3, temperature=1.0)
+    prompt = tuple(codec.observation_ids(OBS[1]))
+    policy.generate([GenerationRequest(prompt, p, session="s")])
+    # same session, same prefix: not an extension, so it is re-encoded from scratch
+    (g,) = policy.generate([GenerationRequest(prompt, p, session="s")])
+    assert_matches_score(policy, [prompt], [g])
+
+
+def test_empty_prefix_is_rejected(tiny_tok, tiny_lm):
+    policy = HFPolicy(tiny_lm, tiny_tok, tiny_tok.pad_token_id)
+    with pytest.raises(ValueError, match="prefix must be longer"):
+        policy.generate([GenerationRequest(())])
+    assert policy.generate([]) == []
+
+
+# ------------------------------------------------------------------------------ ScriptedPolicy
+
+
+def test_scripted_policy_answers_from_its_script_and_records_requests():
+    def script(req: GenerationRequest) -> Generation:
+        n = len(req.prefix)
+        return Generation((n, 3), f"len {n}", (-0.5, -0.1), (1.0, 0.2), "stop")
+
+    policy = ScriptedPolicy(script)
+    assert isinstance(policy, Policy)
+    reqs = [GenerationRequest((1, 2)), GenerationRequest((1, 2, 3), session="s")]
+    out = policy.generate(reqs)
+    assert [g.token_ids for g in out] == [(2, 3), (3, 3)]
+    assert [g.text for g in out] == ["len 2", "len 3"]
+    assert policy.requests == reqs
+    policy.generate([GenerationRequest((9,))])
+    assert len(policy.requests) == 3
+
+
+# ------------------------------------------------------------------------------ Learner
+
+
+def test_sft_reduces_loss_on_expert_demos(tiny_lm, codec):
+    demos = expert_demos(make_env, task_refs(ENV_ID, "train", 4), codec, noise=0.0, seed=0)
+    assert all(any(d.mask) and not all(d.mask) for d in demos)
+    learner = Learner(tiny_lm, codec.tokenizer.pad_token_id, LearnerConfig(lr=3e-3))
+    losses = [learner.sft_step(demos) for _ in range(30)]
+    assert all(math.isfinite(x) for x in losses)
+    assert losses[-1] < 0.7 * losses[0]
+
+
+@pytest.fixture
+def rollout_groups(tiny_lm, tiny_tok, codec):
+    policy = HFPolicy(tiny_lm, tiny_tok, tiny_tok.pad_token_id, seed=0)
+    cfg = RolloutConfig(samples_per_task=3, max_turns=2, max_action_tokens=6)
+    manager = RolloutManager(make_env, policy, codec, cfg)
+    return [with_advantages(g, std_normalize=False) for g in manager.rollout(tasks(2))]
+
+
+def tasks(n):
+    return task_refs(ENV_ID, "train", n)
+
+
+def test_rl_step_runs_and_first_ratio_is_one(rollout_groups, tiny_lm, tiny_tok):
+    samples = samples_from_groups(rollout_groups)
+    assert len(samples) == 6
+    # A random policy never wins, so every advantage is 0; give them signs so the loss pulls.
+    samples = [replace(s, advantage=1.0 if i % 2 else -1.0) for i, s in enumerate(samples)]
+    learner = Learner(
+        tiny_lm, tiny_tok.pad_token_id, LearnerConfig(minibatch_size=6, micro_batch_size=4)
+    )
+    metrics = learner.rl_step(samples, random.Random(0))
+    for key in ("clip_frac", "entropy", "grad_norm", "approx_kl", "ratio_mean", "loss"):
+        assert key in metrics and math.isfinite(metrics[key]), key
+    # One minibatch, measured before its optimiser step: the learner's log-probs are the very
+    # log-probs the rollout recorded, so the ratio is 1 and nothing is clipped.
+    assert abs(metrics["approx_kl"]) < 1e-3
+    assert metrics["ratio_mean"] == pytest.approx(1.0, abs=1e-3)
+    assert metrics["clip_frac"] == 0.0
+    assert metrics["grad_norm"] > 0
+    assert metrics["entropy"] > 0
+    assert learner.version == 1
+
+
+def test_samples_from_groups_masks_exactly_the_model_tokens(rollout_groups):
+    pairs = [(g, t) for g in rollout_groups for t in g.trajectories]
+    samples = samples_from_groups(rollout_groups)
+    assert len(samples) == len(pairs)
+    for (group, traj), sample in zip(pairs, samples, strict=True):
+        path = list(group.path(traj))
+        assert sample.ids == tuple(i for s in path for i in s.token_ids)
+        assert len(sample.ids) == len(sample.old_logprobs) == len(sample.mask)
+        assert sample.mask[0] is False
+        assert sum(sample.mask) == sum(len(s.token_ids) for s in path if s.kind.value == "model")
+        assert sample.advantage == traj.advantage
+        for lp, m in zip(sample.old_logprobs, sample.mask, strict=True):
+            assert (lp <= 0) if m else (lp == 0.0)

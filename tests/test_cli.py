@@ -1,0 +1,82 @@
+"""The ``branchgym`` command line: help, bad input, and the smoke preset end to end."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import subprocess
+
+import pytest
+from typer.testing import CliRunner
+
+from branchgym.cli import app
+from branchgym.rollouts.store import TrajectoryStore
+
+runner = CliRunner()
+
+
+def test_help_lists_train():
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    assert "train" in result.output
+    result = runner.invoke(app, ["train", "--help"])
+    assert result.exit_code == 0
+    for flag in ("--preset", "--seed", "--out", "--db", "--rl-steps"):
+        assert flag in result.output
+
+
+def test_console_script_is_installed():
+    exe = shutil.which("branchgym")
+    assert exe is not None
+    out = subprocess.run([exe, "--help"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0
+    assert "train" in out.stdout
+
+
+def test_unknown_preset_fails_with_a_clear_message(tmp_path):
+    result = runner.invoke(app, ["train", "--preset", "nope", "--out", str(tmp_path)])
+    assert result.exit_code != 0
+    text = " ".join(result.output.split())  # rich may wrap the error box
+    assert "unknown preset 'nope'" in text
+    assert "quickstart" in text and "smoke" in text
+    assert list(tmp_path.iterdir()) == []  # nothing was started
+
+
+@pytest.mark.slow
+def test_smoke_preset_end_to_end(tmp_path):
+    result = runner.invoke(
+        app, ["train", "--preset", "smoke", "--out", str(tmp_path), "--seed", "1"]
+    )
+    assert result.exit_code == 0, result.output
+    (run_dir,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    assert run_dir.name.endswith("-seed1")
+
+    summary = json.loads((run_dir / "summary.json").read_text())
+    for key in ("sft_success", "sft_stderr", "rl_success", "rl_stderr"):
+        assert isinstance(summary[key], float), key
+        assert 0.0 <= summary[key] <= 1.0, key
+    assert summary["heldout_episodes"] == 16
+    assert summary["seed"] == 1
+    assert isinstance(summary["minutes"], float) and summary["minutes"] > 0
+    # stderr is the binomial one: sqrt(p (1 - p) / n)
+    p = summary["rl_success"]
+    assert summary["rl_stderr"] == pytest.approx(math.sqrt(p * (1 - p) / 16))
+
+    store = TrajectoryStore(f"sqlite:///{run_dir / 'trajectories.db'}")
+    try:
+        (run,) = store.list_runs()
+        assert run.id == run_dir.name
+        assert run.n_groups == 2 * 2  # smoke: 2 RL steps x 2 tasks per step
+        assert run.n_trajectories == 4 * run.n_groups  # 4 samples per task
+        assert store.run_config(run.id)["seed"] == 1
+        group = store.load_group(store.groups(run.id, step=0)[0])
+        assert len(group.trajectories) == 4
+    finally:
+        store.close()
+
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [0, 1]
+    assert all(0.0 <= r["success"] <= 1.0 for r in rows)
+    assert (run_dir / "policy" / "config.json").exists()
+    assert (run_dir / "policy" / "tokenizer.json").exists()

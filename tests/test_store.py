@@ -1,0 +1,260 @@
+"""Tests for the SQL trajectory store: round-trips, atomic writes, run listing, engine setup."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select, text
+from sqlalchemy.exc import SQLAlchemyError
+
+from branchgym.rollouts import store as store_mod
+from branchgym.rollouts.store import (
+    GroupRow,
+    SegmentRow,
+    StoreError,
+    TrajectoryRow,
+    TrajectoryStore,
+)
+from branchgym.trajectory import EndReason, Group, Segment, SegmentKind, TaskRef, Trajectory
+
+
+def make_group(step: int = 0, rets: tuple[float, float] = (1.0, 0.0)) -> Group:
+    """A branched tree: env prompt 0 -> model 1 -> env obs 2 -> model 3, and model 4 off 0."""
+    segments = (
+        Segment(0, None, SegmentKind.ENV, (101, 102, 103), "Find the capital of France."),
+        Segment(
+            1,
+            0,
+            SegmentKind.MODEL,
+            (7, 8, 9, 10),
+            '<tool>search("capital of France")</tool>',
+            logprobs=(-0.1, -0.2345678, -1.5, -0.0001),
+            entropies=(0.3, 0.71, 1.234567, 0.0),
+            entropy_exact=False,
+        ),
+        Segment(2, 1, SegmentKind.ENV, (201, 202), "Paris is the capital of France."),
+        Segment(
+            3,
+            2,
+            SegmentKind.MODEL,
+            (11, 12),
+            "<answer>Paris</answer>",
+            logprobs=(-0.05, -0.3),
+            entropies=(0.2, 0.1),
+            reward=1.0,
+            end_reason=EndReason.ANSWERED,
+        ),
+        Segment(
+            4,
+            0,
+            SegmentKind.MODEL,
+            (13, 14, 15),
+            "<answer>Lyon</answer>",
+            logprobs=(-2.0, -0.7, -0.9),
+            entropies=(1.1, 0.9, 0.4),
+            end_reason=EndReason.ANSWERED,
+        ),
+    )
+    trajectories = (
+        Trajectory(3, (0, 1, 2, 3), rets[0], EndReason.ANSWERED, 0.7071, True, 2, 1),
+        Trajectory(4, (0, 4), rets[1], EndReason.ANSWERED, -0.7071, False, 1, 0),
+    )
+    task = TaskRef("search-qa", 1234, "train", "qa", "Find the capital of France.")
+    return Group(task, step, 5, segments, trajectories, worker="w0")
+
+
+@pytest.fixture
+def store(tmp_path: Path):
+    with TrajectoryStore(f"sqlite:///{tmp_path / 'runs.db'}") as s:
+        s.create_run("r1", {"lr": 1e-6, "algo": "aepo"}, code_version="abc123")
+        yield s
+
+
+def count_rows(store: TrajectoryStore) -> tuple[int, int, int]:
+    with store.engine.connect() as conn:
+        return tuple(
+            conn.execute(select(func.count()).select_from(t)).scalar_one()
+            for t in (GroupRow.__table__, SegmentRow.__table__, TrajectoryRow.__table__)
+        )
+
+
+def test_round_trip_preserves_structure(store: TrajectoryStore) -> None:
+    group = make_group()
+    loaded = store.load_group(store.write_group("r1", group))
+
+    assert loaded.task == group.task
+    assert (loaded.step, loaded.policy_version, loaded.worker) == (0, 5, "w0")
+    assert [s.id for s in loaded.segments] == [0, 1, 2, 3, 4]
+    for got, want in zip(loaded.segments, group.segments, strict=True):
+        assert got.parent_id == want.parent_id
+        assert got.kind is want.kind
+        assert got.token_ids == want.token_ids
+        assert got.text == want.text
+        assert got.end_reason == want.end_reason
+        assert got.entropy_exact == want.entropy_exact
+        assert got.reward == want.reward
+        assert isinstance(got.token_ids, tuple) and isinstance(got.logprobs, tuple)
+        assert got.logprobs == pytest.approx(want.logprobs, abs=1e-6)
+        assert got.entropies == pytest.approx(want.entropies, abs=1e-6)
+    # Scalars are float64 columns: exact, not approximate.
+    assert loaded.trajectories == group.trajectories
+    assert loaded.returns == group.returns
+    assert [loaded.path(t) for t in loaded.trajectories]  # every path resolves
+
+
+def test_round_trip_is_exact_for_float32_values(store: TrajectoryStore) -> None:
+    seg = Segment(
+        1, 0, SegmentKind.MODEL, (5, 6), "hi", logprobs=(-0.5, -0.25), entropies=(1.0, 0.125)
+    )
+    root = Segment(0, None, SegmentKind.ENV, (), "")
+    group = Group(
+        TaskRef("e", 1),
+        step=3,
+        policy_version=0,
+        segments=(root, seg),
+        trajectories=(Trajectory(1, (0, 1), 0.1 + 0.2, EndReason.LENGTH, advantage=1 / 3),),
+    )
+    assert store.load_group(store.write_group("r1", group)) == group
+
+
+def test_segment_order_is_preserved(store: TrajectoryStore) -> None:
+    base = make_group()
+    shuffled = Group(
+        base.task, 0, 5, tuple(reversed(base.segments)), base.trajectories, worker="w0"
+    )
+    loaded = store.load_group(store.write_group("r1", shuffled))
+    assert [s.id for s in loaded.segments] == [4, 3, 2, 1, 0]
+
+
+def test_failure_mid_group_leaves_nothing(
+    store: TrajectoryStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def boom(traj: Trajectory) -> TrajectoryRow:
+        raise RuntimeError("disk on fire")
+
+    # Raises after the group row (and its segments) were flushed inside the transaction.
+    monkeypatch.setattr(store_mod, "_trajectory_row", boom)
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        store.write_group("r1", make_group())
+    assert count_rows(store) == (0, 0, 0)
+
+
+def test_unstorable_value_leaves_nothing(store: TrajectoryStore) -> None:
+    base = make_group()
+    bad = Segment(5, 3, SegmentKind.ENV, (2**40,), "overflow")
+    group = Group(base.task, 0, 5, (*base.segments, bad), base.trajectories)
+    with pytest.raises(ValueError, match="int32"):
+        store.write_group("r1", group)
+    assert count_rows(store) == (0, 0, 0)
+    assert store.groups("r1") == []
+
+
+def test_nan_return_is_rejected_atomically(store: TrajectoryStore) -> None:
+    # SQLite stores NaN as NULL, which the NOT NULL return column refuses.
+    with pytest.raises(SQLAlchemyError, match="NOT NULL"):
+        store.write_group("r1", make_group(rets=(math.nan, 0.0)))
+    assert count_rows(store) == (0, 0, 0)
+
+
+def test_unknown_run_is_refused(store: TrajectoryStore) -> None:
+    with pytest.raises(StoreError, match="create_run"):
+        store.write_group("nope", make_group())
+    assert count_rows(store) == (0, 0, 0)
+
+
+def test_write_groups_and_step_filter(store: TrajectoryStore) -> None:
+    ids = store.write_groups("r1", [make_group(0), make_group(0), make_group(1)])
+    assert ids == sorted(ids) and len(set(ids)) == 3
+    assert store.groups("r1") == ids
+    assert store.groups("r1", step=0) == ids[:2]
+    assert store.groups("r1", step=1) == ids[2:]
+    assert store.groups("other") == []
+    rows = store.trajectory_rows("r1", step=1)
+    assert [(r.group_id, r.leaf_id, r.won) for r in rows] == [(ids[2], 3, True), (ids[2], 4, False)]
+
+
+def test_list_runs_counts(store: TrajectoryStore) -> None:
+    store.create_run("r2", {})
+    store.write_groups("r1", [make_group(rets=(1.0, 0.0)), make_group(rets=(1.0, 1.0))])
+    runs = {r.id: r for r in store.list_runs()}
+    assert set(runs) == {"r1", "r2"}
+    assert (runs["r1"].n_groups, runs["r1"].n_trajectories) == (2, 4)
+    assert runs["r1"].mean_return == pytest.approx(0.75)
+    assert (runs["r2"].n_groups, runs["r2"].n_trajectories, runs["r2"].mean_return) == (0, 0, None)
+    assert runs["r1"].created_at is not None
+
+
+def test_create_run_is_idempotent(store: TrajectoryStore) -> None:
+    store.create_run("r1", {"lr": 99.0}, code_version="other")
+    store.create_run("r1", {"lr": 99.0})
+    assert [r.id for r in store.list_runs()] == ["r1"]
+    assert store.run_config("r1") == {"lr": 1e-6, "algo": "aepo"}  # first config wins
+
+
+def test_load_unknown_group_raises(store: TrajectoryStore) -> None:
+    with pytest.raises(KeyError):
+        store.load_group(12345)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "not a url at all",
+        "nosuchdialect://user:hunter2@host/db",
+        "postgresql://alice:hunter2@127.0.0.1:1/branchgym",
+    ],
+)
+def test_bad_url_raises_store_error(url: str) -> None:
+    with pytest.raises(StoreError) as info:
+        TrajectoryStore(url)
+    message = str(info.value)
+    assert "cannot open trajectory store" in message
+    assert "hunter2" not in message  # passwords never leak into errors
+
+
+def test_unwritable_sqlite_path_names_the_url(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'missing-dir' / 'x.db'}"
+    with pytest.raises(StoreError, match="missing-dir"):
+        TrajectoryStore(url)
+
+
+def test_sqlite_wal_and_foreign_keys(store: TrajectoryStore) -> None:
+    with store.engine.connect() as conn:
+        assert conn.execute(text("PRAGMA journal_mode")).scalar_one().lower() == "wal"
+        assert conn.execute(text("PRAGMA foreign_keys")).scalar_one() == 1
+
+
+def test_token_arrays_are_packed_bytes(store: TrajectoryStore) -> None:
+    group = make_group()
+    gid = store.write_group("r1", group)
+    with store.engine.connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT seg_id, token_ids, logprobs, entropies, typeof(token_ids) "
+                "FROM segments WHERE group_id = :g ORDER BY seg_id"
+            ),
+            {"g": gid},
+        ).all()
+        paths = conn.execute(
+            text("SELECT segment_ids FROM trajectories WHERE group_id = :g ORDER BY id"),
+            {"g": gid},
+        ).scalars()
+        assert [len(p) for p in paths] == [4 * 4, 4 * 2]
+    for (seg_id, tokens, logps, ents, sql_type), seg in zip(rows, group.segments, strict=True):
+        assert seg_id == seg.id
+        assert sql_type == "blob"
+        assert isinstance(tokens, bytes) and len(tokens) == 4 * len(seg.token_ids)
+        assert len(logps) == 4 * len(seg.logprobs) and len(ents) == 4 * len(seg.entropies)
+    assert rows[1][1] == (7).to_bytes(4, "little") + b"".join(
+        i.to_bytes(4, "little") for i in (8, 9, 10)
+    )
+
+
+def test_context_manager_closes(tmp_path: Path) -> None:
+    with TrajectoryStore(f"sqlite:///{tmp_path / 'a.db'}") as s:
+        s.create_run("x", {})
+    # Reopening the same file sees the committed run.
+    with TrajectoryStore(f"sqlite:///{tmp_path / 'a.db'}") as s:
+        assert [r.id for r in s.list_runs()] == ["x"]
