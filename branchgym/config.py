@@ -18,10 +18,10 @@ class SFTConfig:
     """Cold start: supervised fine-tuning on the expert's demonstrations."""
 
     demos: int = 2000  # expert episodes on training seeds
-    epochs: int = 6
+    epochs: int = 5
     lr: float = 2e-3
-    batch_size: int = 32
-    noise: float = 0.3  # DART noise: share of navigation steps replaced by a random detour
+    batch_size: int = 16  # small batches: the tiny model needs many updates more than big ones
+    noise: float = 0.5  # share of search-phase `go to` steps replaced by a search detour
 
 
 @dataclass(frozen=True)

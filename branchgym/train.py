@@ -2,7 +2,7 @@
 
     branchgym train --preset quickstart --seed 0
 
-1. Train a byte-level tokenizer on the environment's own text and build a tiny Qwen2 model.
+1. Train a byte-level tokenizer on the environment's own text and build a tiny Llama-style model.
 2. Warm-start it by supervised fine-tuning on the privileged expert's demonstrations.
 3. Evaluate it on held-out seeds.
 4. GRPO: every step, roll out ``samples_per_task`` paths for ``tasks_per_step`` fresh training
@@ -80,13 +80,15 @@ def env_corpus(make_env: Callable, n_episodes: int, seed: int) -> list[str]:
 def expert_demos(
     make_env: Callable, tasks: Sequence[TaskRef], codec: TurnCodec, noise: float, seed: int
 ) -> list[TokenSample]:
-    """One token sequence per task: the expert's actions (trained) between observations.
+    """One token sequence per task: the expert's actions between observations, all trained.
 
-    With probability ``noise`` a navigation step is replaced by a random ``go to`` (DART-style
-    noise injection): the detour's tokens stay in the context but carry no loss, and the
-    expert's next action, the recovery, is trained. Pure expert demos never leave the ideal
-    path, so a cloned policy has never seen a wrong receptacle and does not know what to do
-    at one; with noise it has at least seen that the answer is to go elsewhere.
+    The expert is privileged: it walks straight to the object. A clone of it has never seen a
+    receptacle without the object, so it learns "arrive, then take" whatever it sees. So while
+    the object is still to be found, each ``go to`` is, with probability ``noise``, replaced
+    by a search step to a receptacle not yet visited (opening it if it is closed), as a searcher
+    that does not know where the object is would do; the expert's plan resumes from wherever
+    that leads. These DART-style demonstrations show both "the object is here: take it" and
+    "it is not here: look elsewhere", which the policy needs before RL can improve its search.
     """
     rng = random.Random(seed)
     env = make_env()
@@ -95,12 +97,15 @@ def expert_demos(
         obs, info = env.reset(seed=task.seed, options={"task": task})
         ids = codec.observation_ids(obs)
         mask = [False] * len(ids)
-        for _ in range(30):
-            action, trained = _demo_action(info, rng, noise)
+        searched, visited = False, set()
+        for _ in range(40):
+            action = _demo_action(info, rng, noise, searched, visited)
             if action is None:
                 break
+            searched = action.startswith("go to ") and action != info["expert_plan"][0]
+            visited.add(action)
             act = codec.action_ids(action)
-            ids, mask = ids + act, mask + [trained] * len(act)
+            ids, mask = ids + act, mask + [True] * len(act)
             obs, _, done, _, info = env.step(action)
             if done:
                 break
@@ -111,17 +116,25 @@ def expert_demos(
     return demos
 
 
-def _demo_action(info: dict, rng: random.Random, noise: float) -> tuple[str | None, bool]:
+def _demo_action(
+    info: dict, rng: random.Random, noise: float, searched: bool, visited: set[str]
+) -> str | None:
     plan = info["expert_plan"]
     if not plan:
-        return None, False
-    if plan[0].startswith("go to ") and rng.random() < noise:
+        return None
+    commands = info["admissible_commands"]
+    if searched:  # a searcher looks inside the closed receptacle it just reached
+        opening = [c for c in commands if c.startswith("open ")]
+        if opening:
+            return opening[0]
+    still_searching = any(step.startswith("take ") for step in plan)
+    if still_searching and plan[0].startswith("go to ") and rng.random() < noise:
         detours = [
-            c for c in info["admissible_commands"] if c.startswith("go to ") and c != plan[0]
+            c for c in commands if c.startswith("go to ") and c != plan[0] and c not in visited
         ]
         if detours:
-            return rng.choice(detours), False
-    return plan[0], True
+            return rng.choice(detours)
+    return plan[0]
 
 
 def with_advantages(group: Group, std_normalize: bool) -> Group:

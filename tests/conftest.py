@@ -2,7 +2,7 @@
 
 The machine these tests run on is small and often busy, so everything here is as cheap as it can
 be: the tokenizer is trained once per session on 60 household episodes, and the model is a
-one-layer Qwen2 with a 32-wide hidden state (a few tens of thousands of parameters).
+one-layer Llama-style model with a 32-wide hidden state (a few tens of thousands of parameters).
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ from dataclasses import replace
 
 import pytest
 import torch
-from transformers import AutoTokenizer, Qwen2ForCausalLM
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
 import branchgym.envs
 from branchgym.agents.hf import HFPolicy
@@ -121,6 +121,18 @@ def test_tokenizer_save_and_reload(tiny_tok, tmp_path):
     assert loaded.chat_template == tiny_tok.chat_template
 
 
+def test_policy_folder_reloads_the_same_tokenizer(tiny_tok, tiny_lm, tmp_path):
+    # A run's policy folder holds model and tokenizer together; AutoTokenizer must not swap in
+    # the model family's own tokenizer class (transformers does that for qwen2 configs).
+    tiny_lm.save_pretrained(tmp_path)
+    tiny_tok.save_pretrained(tmp_path)
+    loaded = AutoTokenizer.from_pretrained(tmp_path)
+    text = "<|obs|> You arrive at cabinet 3. The cabinet 3 is closed.<|act|> open cabinet 3<|end|>"
+    assert loaded.encode(text, add_special_tokens=False) == tiny_tok.encode(
+        text, add_special_tokens=False
+    )
+
+
 def test_special_tokens_are_single_ids(tiny_tok):
     ids = [
         tiny_tok.encode(s, add_special_tokens=False)
@@ -169,7 +181,7 @@ def test_model_save_and_reload_gives_identical_logits(tiny_lm, tmp_path):
     with torch.no_grad():
         before = tiny_lm(input_ids=ids).logits
     tiny_lm.save_pretrained(tmp_path)
-    loaded = Qwen2ForCausalLM.from_pretrained(tmp_path).eval()
+    loaded = AutoModelForCausalLM.from_pretrained(tmp_path).eval()
     with torch.no_grad():
         after = loaded(input_ids=ids).logits
     assert torch.equal(before, after)
@@ -402,12 +414,44 @@ def test_sft_reduces_loss_on_expert_demos(tiny_lm, codec):
     assert losses[-1] < 0.7 * losses[0]
 
 
+def test_search_demos_look_elsewhere_and_still_reach_the_goal(codec, tiny_tok):
+    # noise=1: every search-phase `go to` becomes a detour, and a detour to a closed
+    # receptacle is followed by opening it; the expert's plan then resumes and wins.
+    demos = expert_demos(make_env, task_refs(ENV_ID, "train", 20), codec, noise=1.0, seed=0)
+    texts = [tiny_tok.decode(list(d.ids)) for d in demos]
+    assert all("You pick up" in t for t in texts)
+    assert sum(t.count("You arrive at") for t in texts) > sum(
+        t.count("You pick up") for t in texts
+    ) + len(texts)  # more arrivals than one search stop and one delivery stop per episode
+    assert any("is closed.<|act|> open " in t for t in texts)
+    for demo in demos:  # every action token is trained, every observation token is not
+        acts = [t for t, m in zip(demo.ids, demo.mask, strict=True) if m]
+        assert acts.count(codec.stop_id) == sum(1 for t in demo.ids if t == codec.stop_id)
+
+
 @pytest.fixture
 def rollout_groups(tiny_lm, tiny_tok, codec):
     policy = HFPolicy(tiny_lm, tiny_tok, tiny_tok.pad_token_id, seed=0)
     cfg = RolloutConfig(samples_per_task=3, max_turns=2, max_action_tokens=6)
     manager = RolloutManager(make_env, policy, codec, cfg)
     return [with_advantages(g, std_normalize=False) for g in manager.rollout(tasks(2))]
+
+
+def test_tempered_rollouts_start_the_ratio_at_one(tiny_lm, tiny_tok, codec):
+    # Rollouts sampled at T=0.5 record log-probs of softmax(logits / 0.5); the learner must
+    # score under the same temperature or an on-policy ratio would not be 1.
+    policy = HFPolicy(tiny_lm, tiny_tok, tiny_tok.pad_token_id, seed=0)
+    cfg = RolloutConfig(samples_per_task=3, max_turns=2, max_action_tokens=6, temperature=0.5)
+    groups = RolloutManager(make_env, policy, codec, cfg).rollout(tasks(2))
+    samples = [replace(s, advantage=1.0) for s in samples_from_groups(groups)]
+    lcfg = LearnerConfig(minibatch_size=6, micro_batch_size=6)
+    metrics = Learner(tiny_lm, tiny_tok.pad_token_id, lcfg, temperature=0.5).rl_step(
+        samples, random.Random(0)
+    )
+    assert metrics["ratio_mean"] == pytest.approx(1.0, abs=1e-3)
+    assert abs(metrics["approx_kl"]) < 1e-3
+    with pytest.raises(ValueError, match="temperature"):
+        Learner(tiny_lm, tiny_tok.pad_token_id, lcfg, temperature=0.0)
 
 
 def tasks(n):

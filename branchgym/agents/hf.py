@@ -205,17 +205,27 @@ def pad_batch(sequences: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Te
     return ids, mask
 
 
-def _chunk_stats(head: torch.nn.Module, hidden: torch.Tensor, targets: torch.Tensor):
-    logp_all = torch.log_softmax(head(hidden).float(), dim=-1)
+def _chunk_stats(
+    head: torch.nn.Module, hidden: torch.Tensor, targets: torch.Tensor, temperature: float
+):
+    logp_all = torch.log_softmax(head(hidden).float() / temperature, dim=-1)
     logp = logp_all.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
     ent = -(logp_all.exp() * logp_all).sum(-1)
     return logp, ent
 
 
 def sequence_logprobs(
-    model: PreTrainedModel, ids: torch.Tensor, mask: torch.Tensor, chunk: int = 1024
+    model: PreTrainedModel,
+    ids: torch.Tensor,
+    mask: torch.Tensor,
+    temperature: float = 1.0,
+    chunk: int = 1024,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Log-prob of token t+1 given tokens <= t, and the entropy there: two [B, T-1] tensors.
+
+    ``temperature`` divides the logits first, so an RL update scores tokens under the very
+    distribution they were sampled from (``HFPolicy`` samples from ``softmax(logits / T)``);
+    otherwise the PPO ratio of an on-policy sample would not start at 1.
 
     The output head runs on ``chunk`` positions at a time, under activation checkpointing
     when gradients are on, so peak memory grows with ``chunk * vocab``, not ``T * vocab``.
@@ -227,9 +237,9 @@ def sequence_logprobs(
     for start in range(0, hidden.shape[1], chunk):
         h, t = hidden[:, start : start + chunk], targets[:, start : start + chunk]
         if torch.is_grad_enabled():
-            parts.append(checkpoint(_chunk_stats, head, h, t, use_reentrant=False))
+            parts.append(checkpoint(_chunk_stats, head, h, t, temperature, use_reentrant=False))
         else:
-            parts.append(_chunk_stats(head, h, t))
+            parts.append(_chunk_stats(head, h, t, temperature))
     logp = torch.cat([p[0] for p in parts], dim=1)
     ent = torch.cat([p[1] for p in parts], dim=1)
     return logp, ent

@@ -58,8 +58,15 @@ def samples_from_groups(groups: Sequence[Group]) -> list[TokenSample]:
 class Learner:
     """Owns the optimiser; ``rl_step`` and ``sft_step`` each run one update phase."""
 
-    def __init__(self, model: PreTrainedModel, pad_id: int, cfg: LearnerConfig) -> None:
+    def __init__(
+        self, model: PreTrainedModel, pad_id: int, cfg: LearnerConfig, temperature: float = 1.0
+    ) -> None:
+        """``temperature`` is the rollouts' sampling temperature; RL scores tokens under it
+        (SFT always trains the untempered distribution)."""
+        if temperature <= 0:
+            raise ValueError(f"RL needs a sampling temperature > 0, got {temperature}")
         self.model = model
+        self.temperature = temperature
         self.pad_id = pad_id
         self.cfg = cfg
         self.optimizer = torch.optim.AdamW(
@@ -105,7 +112,7 @@ class Learner:
         stats: list[dict[str, float]] = []
         for micro in _chunks(batch, self.cfg.micro_batch_size):
             t = self._tensors(micro)
-            logp, ent = sequence_logprobs(self.model, t["ids"], t["attn"])
+            logp, ent = sequence_logprobs(self.model, t["ids"], t["attn"], self.temperature)
             loss, m = ppo_clip_loss(
                 logp,
                 t["old"],
@@ -118,7 +125,7 @@ class Learner:
             n_tok = float(t["mask"].sum())
             (loss * n_tok / max(total, 1)).backward()
             m["entropy"] = float((ent.detach() * t["mask"]).sum() / max(n_tok, 1.0))
-            m["loss"] = float(loss)
+            m["loss"] = float(loss.detach())
             stats.append(m)
         norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.max_grad_norm)
         self.optimizer.step()
