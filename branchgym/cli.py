@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import replace
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -29,6 +30,7 @@ def train(
     """Cold-start SFT on expert demonstrations, then GRPO, with held-out evaluation."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from branchgym.config import preset as get_preset
+    from branchgym.rollouts.store import StoreError
     from branchgym.train import train as run_train
 
     try:
@@ -38,7 +40,26 @@ def train(
     cfg = replace(cfg, seed=seed, db=db, out_dir=out)
     if rl_steps is not None:
         cfg = replace(cfg, rl=replace(cfg.rl, steps=rl_steps))
-    run_train(cfg, console)
+    try:
+        run_train(cfg, console)
+    except StoreError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--db") from exc
+
+
+@app.command()
+def report(
+    runs: Annotated[list[Path], typer.Argument(help="run folders written by `branchgym train`")],
+    window: Annotated[int, typer.Option(help="RL steps per row of the learning curves")] = 20,
+) -> None:
+    """Per-run held-out results, the mean gain of RL over SFT, and learning curves (markdown)."""
+    from branchgym.report import load_run, markdown
+
+    finished = [r for r in runs if (r / "summary.json").exists()]
+    for missing in sorted(set(runs) - set(finished)):
+        console.print(f"[yellow]skipping {missing}: no summary.json (unfinished run?)[/yellow]")
+    if not finished:
+        raise typer.BadParameter("none of these folders holds a finished run", param_hint="RUNS")
+    typer.echo(markdown([load_run(r) for r in finished], window))
 
 
 def main() -> None:

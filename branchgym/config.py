@@ -36,10 +36,15 @@ class RLConfig:
 
 @dataclass(frozen=True)
 class EvalConfig:
-    """Held-out evaluation: the same episodes for the SFT and the RL policy."""
+    """Held-out evaluation: the same episodes for the SFT and the RL policy.
+
+    The headline is the policy as RL trains it: sampled at ``temperature`` (the rollouts'
+    temperature by default). ``greedy`` adds an argmax evaluation beside it.
+    """
 
     episodes: int = 400
-    temperature: float = 0.0  # 0 = greedy
+    temperature: float = 1.0
+    greedy: bool = True
     batch_size: int = 200
     split: str = "seen"
 
@@ -50,6 +55,7 @@ class TrainConfig:
 
     env_id: str = "branchgym/Household-v0"
     env_kwargs: dict = field(default_factory=dict)
+    restate_instruction: bool = True  # append the task to every observation (RestateInstruction)
     seed: int = 0
     out_dir: str = "runs"
     db: str | None = None  # any SQLAlchemy URL; default: SQLite in the run folder
@@ -64,7 +70,9 @@ class TrainConfig:
 
 
 def _quickstart() -> TrainConfig:
-    return TrainConfig()
+    # An 8-receptacle kitchen: the 0.5M-parameter model clones the searching expert to about
+    # half success in five minutes on one core, which leaves GRPO signal in most groups.
+    return TrainConfig(env_kwargs={"max_receptacles": 8})
 
 
 def _smoke() -> TrainConfig:

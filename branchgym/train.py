@@ -2,9 +2,10 @@
 
     branchgym train --preset quickstart --seed 0
 
+0. Every environment is wrapped in ``RestateInstruction`` (the task follows each observation).
 1. Train a byte-level tokenizer on the environment's own text and build a tiny Llama-style model.
-2. Warm-start it by supervised fine-tuning on the privileged expert's demonstrations.
-3. Evaluate it on held-out seeds.
+2. Warm-start it by supervised fine-tuning on the expert's demonstrations, with search detours.
+3. Evaluate it on held-out seeds: sampled at the rollout temperature (the headline), and greedy.
 4. GRPO: every step, roll out ``samples_per_task`` paths for ``tasks_per_step`` fresh training
    tasks, give each path its group-normalised advantage, write each group to the store in one
    transaction, and take PPO-clip steps on the groups that carry signal.
@@ -33,8 +34,9 @@ from branchgym.agents.model import n_params, tiny_model
 from branchgym.agents.protocol import TurnCodec
 from branchgym.agents.tokenizer import train_tokenizer
 from branchgym.config import TrainConfig
+from branchgym.envs.wrappers import RestateInstruction
 from branchgym.rollouts.manager import RolloutManager
-from branchgym.rollouts.store import TrajectoryStore
+from branchgym.rollouts.store import StoreError, TrajectoryStore
 from branchgym.tasks.suite import task_refs
 from branchgym.trajectory import Group, TaskRef
 
@@ -161,6 +163,27 @@ def evaluate(manager: RolloutManager, tasks: Sequence[TaskRef], batch: int) -> E
     )
 
 
+def evaluate_policy(
+    make_env: Callable, policy: HFPolicy, codec: TurnCodec, cfg: TrainConfig
+) -> dict[str, EvalResult]:
+    """The held-out evaluations ``cfg.eval`` asks for: ``sampled``, and ``greedy`` if set.
+
+    The sampler is reseeded first, so the SFT and the RL policy meet the same random stream
+    on the same episodes, and the difference between them is not sampling noise alone.
+    """
+    tasks = task_refs(cfg.env_id, cfg.eval.split, cfg.eval.episodes)
+    temps = {"sampled": cfg.eval.temperature} | ({"greedy": 0.0} if cfg.eval.greedy else {})
+    results = {}
+    for name, temp in temps.items():
+        policy.generator.manual_seed(cfg.seed + 1)
+        rollout = replace(cfg.rollout, samples_per_task=1, temperature=temp)
+        results[name] = evaluate(
+            RolloutManager(make_env, policy, codec, rollout), tasks, cfg.eval.batch_size
+        )
+        policy.reset_cache()
+    return results
+
+
 def _progress(console: Console) -> Progress:
     return Progress(
         TextColumn("[bold]{task.description}"),
@@ -210,7 +233,8 @@ def run_rl(learner, manager, store, run_id, policy, cfg: TrainConfig, bar, log) 
         success = sum(t.won for g in groups for t in g.trajectories) / sum(
             len(g.trajectories) for g in groups
         )
-        row = {"step": step, "success": success, "signal_groups": len(useful), **metrics}
+        row = {"step": step, "success": success, "groups": len(groups)}
+        row |= {"signal_groups": len(useful), **metrics}
         row["seconds"] = time.time() - t0
         log.write(json.dumps(row) + "\n")
         log.flush()
@@ -226,9 +250,11 @@ def train(cfg: TrainConfig, console: Console | None = None) -> dict:
     run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-seed{cfg.seed}"
     run_dir = Path(cfg.out_dir) / run_id
     run_dir.mkdir(parents=True, exist_ok=True)
+    store = _open_store(cfg, run_id, run_dir)
 
     def make_env():
-        return envs.make(cfg.env_id, **cfg.env_kwargs)
+        env = envs.make(cfg.env_id, **cfg.env_kwargs)
+        return RestateInstruction(env) if cfg.restate_instruction else env
 
     tokenizer = train_tokenizer(env_corpus(make_env, 400, cfg.seed), cfg.vocab_size)
     codec = TurnCodec(tokenizer)
@@ -238,61 +264,88 @@ def train(cfg: TrainConfig, console: Console | None = None) -> dict:
         f"run {run_id}: model {n_params(model) / 1e6:.2f}M params, vocab {len(tokenizer)}"
     )
     policy = HFPolicy(model, tokenizer, pad_id, seed=cfg.seed)
-    learner = Learner(model, pad_id, cfg.learner)
+    learner = Learner(model, pad_id, cfg.learner, temperature=cfg.rollout.temperature)
     manager = RolloutManager(make_env, policy, codec, cfg.rollout)
-    eval_cfg = replace(cfg.rollout, samples_per_task=1, temperature=cfg.eval.temperature)
-    evaluator = RolloutManager(make_env, policy, codec, eval_cfg)
-    heldout = task_refs(cfg.env_id, cfg.eval.split, cfg.eval.episodes)
-    store = TrajectoryStore(cfg.db or f"sqlite:///{run_dir / 'trajectories.db'}")
-    store.create_run(run_id, _jsonable(cfg))
+
+    def held_out() -> dict[str, EvalResult]:
+        return evaluate_policy(make_env, policy, codec, cfg)
 
     with _progress(console) as bar, open(run_dir / "metrics.jsonl", "w") as log:
         demo_tasks = task_refs(cfg.env_id, "train", cfg.sft.demos, start=cfg.seed * cfg.sft.demos)
         demos = expert_demos(make_env, demo_tasks, codec, cfg.sft.noise, cfg.seed)
         run_sft(learner, demos, cfg, bar)
-        sft = evaluate(evaluator, heldout, cfg.eval.batch_size)
-        console.print(f"SFT policy: held-out success {sft.success:.3f} ± {sft.stderr:.3f}")
-        policy.reset_cache()
+        sft = held_out()
+        console.print(f"SFT policy: held-out success {_line(sft)}")
         run_rl(learner, manager, store, run_id, policy, cfg, bar, log)
-        rl = evaluate(evaluator, heldout, cfg.eval.batch_size)
+        rl = held_out()
 
     model.save_pretrained(run_dir / "policy")
     tokenizer.save_pretrained(run_dir / "policy")
     summary = _summary(cfg, sft, rl, t_start)
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     store.close()
-    _print_table(console, sft, rl, run_dir)
+    _print_table(console, sft, rl, cfg, run_dir)
     return summary
 
 
-def _summary(cfg: TrainConfig, sft: EvalResult, rl: EvalResult, t_start: float) -> dict:
-    return {
-        "sft_success": sft.success,
-        "sft_stderr": sft.stderr,
-        "rl_success": rl.success,
-        "rl_stderr": rl.stderr,
-        "heldout_episodes": rl.episodes,
+def _open_store(cfg: TrainConfig, run_id: str, run_dir: Path) -> TrajectoryStore:
+    """Open the store before any training, so a bad ``--db`` fails in seconds, leaving nothing."""
+    try:
+        store = TrajectoryStore(cfg.db or f"sqlite:///{run_dir / 'trajectories.db'}")
+    except StoreError:
+        if not any(run_dir.iterdir()):
+            run_dir.rmdir()
+        raise
+    store.create_run(run_id, _jsonable(cfg))
+    return store
+
+
+def _line(results: dict[str, EvalResult]) -> str:
+    return ", ".join(f"{k} {r.success:.3f} ± {r.stderr:.3f}" for k, r in results.items())
+
+
+def _summary(cfg: TrainConfig, sft: dict, rl: dict, t_start: float) -> dict:
+    """``sft_success`` / ``rl_success`` are the sampled (headline) evaluation."""
+    out = {
+        "sft_success": sft["sampled"].success,
+        "sft_stderr": sft["sampled"].stderr,
+        "rl_success": rl["sampled"].success,
+        "rl_stderr": rl["sampled"].stderr,
+        "heldout_episodes": rl["sampled"].episodes,
+        "eval_temperature": cfg.eval.temperature,
         "seed": cfg.seed,
         "minutes": (time.time() - t_start) / 60,
-        "sft": asdict(sft),
-        "rl": asdict(rl),
     }
+    if "greedy" in rl:
+        out |= {
+            "sft_greedy_success": sft["greedy"].success,
+            "sft_greedy_stderr": sft["greedy"].stderr,
+            "rl_greedy_success": rl["greedy"].success,
+            "rl_greedy_stderr": rl["greedy"].stderr,
+        }
+    return out | {"sft": _asdicts(sft), "rl": _asdicts(rl)}
 
 
-def _print_table(console: Console, sft: EvalResult, rl: EvalResult, run_dir: Path) -> None:
+def _asdicts(results: dict[str, EvalResult]) -> dict:
+    return {k: asdict(r) for k, r in results.items()}
+
+
+def _print_table(console: Console, sft: dict, rl: dict, cfg: TrainConfig, run_dir: Path) -> None:
     from rich.table import Table
 
-    table = Table(title=f"held-out evaluation ({sft.episodes} episodes)")
-    for col in ("policy", "success", "± stderr", "mean turns", "mean entropy"):
+    table = Table(title=f"held-out evaluation ({cfg.eval.episodes} episodes each)")
+    for col in ("policy", "decoding", "success ± stderr", "mean turns", "mean entropy"):
         table.add_column(col)
-    for name, r in (("SFT", sft), ("SFT + GRPO", rl)):
-        table.add_row(
-            name,
-            f"{r.success:.3f}",
-            f"{r.stderr:.3f}",
-            f"{r.mean_turns:.2f}",
-            f"{r.mean_entropy:.3f}",
-        )
+    for name, results in (("SFT", sft), ("SFT + GRPO", rl)):
+        for kind, r in results.items():
+            decoding = "greedy" if kind == "greedy" else f"sampled, T={cfg.eval.temperature}"
+            table.add_row(
+                name,
+                decoding,
+                f"{r.success:.3f} ± {r.stderr:.3f}",
+                f"{r.mean_turns:.2f}",
+                f"{r.mean_entropy:.3f}",
+            )
     console.print(table)
     console.print(f"run folder: {run_dir}")
 

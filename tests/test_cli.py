@@ -43,6 +43,16 @@ def test_unknown_preset_fails_with_a_clear_message(tmp_path):
     assert list(tmp_path.iterdir()) == []  # nothing was started
 
 
+def test_bad_db_url_fails_fast_with_a_clear_message(tmp_path):
+    result = runner.invoke(
+        app, ["train", "--preset", "smoke", "--out", str(tmp_path), "--db", "nosuchdb://x"]
+    )
+    assert result.exit_code != 0
+    text = " ".join(result.output.split())
+    assert "cannot open trajectory store" in text and "--db" in text
+    assert list(tmp_path.iterdir()) == []  # no half-made run folder is left behind
+
+
 @pytest.mark.slow
 def test_smoke_preset_end_to_end(tmp_path):
     result = runner.invoke(
@@ -80,3 +90,18 @@ def test_smoke_preset_end_to_end(tmp_path):
     assert all(0.0 <= r["success"] <= 1.0 for r in rows)
     assert (run_dir / "policy" / "config.json").exists()
     assert (run_dir / "policy" / "tokenizer.json").exists()
+
+    result = runner.invoke(
+        app, ["report", str(run_dir), str(tmp_path / "missing"), "--window", "1"]
+    )
+    assert result.exit_code == 0, result.output
+    assert f"| {run_dir.name} | 1 |" in result.output
+    assert "Mean gain over 1 runs" in result.output
+    assert "| 0-0 |" in result.output and "| 1-1 |" in result.output  # one row per RL step
+    assert "skipping" in result.output
+
+
+def test_report_refuses_folders_without_a_finished_run(tmp_path):
+    result = runner.invoke(app, ["report", str(tmp_path)])
+    assert result.exit_code != 0
+    assert "finished run" in " ".join(result.output.split())
