@@ -210,6 +210,8 @@ def run_sft(learner: Learner, demos: list[TokenSample], cfg: TrainConfig, bar) -
         i = (step % steps_per_epoch) * cfg.sft.batch_size
         loss = learner.sft_step(demos[i : i + cfg.sft.batch_size])
         bar.update(task, advance=1, info=f"loss {loss:.3f}")
+        if (step + 1) % steps_per_epoch == 0:  # a log line too: bars stay blank in a log file
+            bar.console.print(f"SFT epoch {(step + 1) // steps_per_epoch}: loss {loss:.3f}")
     learner.set_lr(cfg.learner.lr)
 
 
@@ -239,6 +241,11 @@ def run_rl(learner, manager, store, run_id, policy, cfg: TrainConfig, bar, log) 
         log.write(json.dumps(row) + "\n")
         log.flush()
         bar.update(task_bar, advance=1, info=f"success {success:.2f} signal {len(useful)}")
+        if (step + 1) % 10 == 0:
+            bar.console.print(
+                f"GRPO step {step + 1}: training success {success:.2f}, "
+                f"{len(useful)}/{len(groups)} groups with signal, {row['seconds']:.1f} s"
+            )
 
 
 def train(cfg: TrainConfig, console: Console | None = None) -> dict:

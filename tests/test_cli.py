@@ -59,6 +59,7 @@ def test_smoke_preset_end_to_end(tmp_path):
         app, ["train", "--preset", "smoke", "--out", str(tmp_path), "--seed", "1"]
     )
     assert result.exit_code == 0, result.output
+    assert "SFT epoch 1: loss" in result.output  # progress also reaches logs, not just bars
     (run_dir,) = [p for p in tmp_path.iterdir() if p.is_dir()]
     assert run_dir.name.endswith("-seed1")
 
