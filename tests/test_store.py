@@ -9,14 +9,9 @@ import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import SQLAlchemyError
 
-from branchgym.rollouts import store as store_mod
-from branchgym.rollouts.store import (
-    GroupRow,
-    SegmentRow,
-    StoreError,
-    TrajectoryRow,
-    TrajectoryStore,
-)
+from branchgym.rollouts import schema
+from branchgym.rollouts.schema import GroupRow, SegmentRow, TrajectoryRow
+from branchgym.rollouts.store import StoreError, TrajectoryStore
 from branchgym.trajectory import EndReason, Group, Segment, SegmentKind, TaskRef, Trajectory
 
 
@@ -135,7 +130,7 @@ def test_failure_mid_group_leaves_nothing(
         raise RuntimeError("disk on fire")
 
     # Raises after the group row (and its segments) were flushed inside the transaction.
-    monkeypatch.setattr(store_mod, "_trajectory_row", boom)
+    monkeypatch.setattr(schema, "trajectory_row", boom)
     with pytest.raises(RuntimeError, match="disk on fire"):
         store.write_group("r1", make_group())
     assert count_rows(store) == (0, 0, 0)
