@@ -26,9 +26,14 @@ def train(
     db: Annotated[str | None, typer.Option(help="SQLAlchemy URL of the trajectory store")] = None,
     out: Annotated[str, typer.Option(help="folder that receives the run folder")] = "runs",
     rl_steps: Annotated[int | None, typer.Option(help="override the preset's RL steps")] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(help="a Hugging Face model folder to train instead of the embedded model"),
+    ] = None,
 ) -> None:
     """Cold-start SFT on expert demonstrations, then GRPO, with held-out evaluation."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from branchgym.agents.model import ModelLoadError
     from branchgym.config import preset as get_preset
     from branchgym.rollouts.store import StoreError
     from branchgym.train import train as run_train
@@ -37,13 +42,15 @@ def train(
         cfg = get_preset(preset)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--preset") from exc
-    cfg = replace(cfg, seed=seed, db=db, out_dir=out)
+    cfg = replace(cfg, seed=seed, db=db, out_dir=out, model_path=model)
     if rl_steps is not None:
         cfg = replace(cfg, rl=replace(cfg.rl, steps=rl_steps))
     try:
         run_train(cfg, console)
     except StoreError as exc:
         raise typer.BadParameter(str(exc), param_hint="--db") from exc
+    except ModelLoadError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--model") from exc
 
 
 @app.command()

@@ -30,7 +30,7 @@ from branchgym import envs
 from branchgym.agents.hf import HFPolicy
 from branchgym.agents.learner import Learner, TokenSample, samples_from_groups
 from branchgym.agents.losses import grpo_advantages
-from branchgym.agents.model import n_params, tiny_model
+from branchgym.agents.model import load_pretrained, n_params, tiny_model
 from branchgym.agents.protocol import TurnCodec
 from branchgym.agents.tokenizer import train_tokenizer
 from branchgym.config import TrainConfig
@@ -248,25 +248,34 @@ def run_rl(learner, manager, store, run_id, policy, cfg: TrainConfig, bar, log) 
             )
 
 
+def build_policy_model(cfg: TrainConfig, make_env: Callable):
+    """``cfg.model_path`` loaded with the turn protocol's tokens, or the embedded tiny model
+    with a tokenizer trained on the environment's own text."""
+    if cfg.model_path:
+        return load_pretrained(cfg.model_path)
+    tokenizer = train_tokenizer(env_corpus(make_env, 400, cfg.seed), cfg.vocab_size)
+    stop_id = TurnCodec(tokenizer).stop_id
+    return tiny_model(len(tokenizer), tokenizer.pad_token_id, stop_id, cfg.model), tokenizer
+
+
 def train(cfg: TrainConfig, console: Console | None = None) -> dict:
     """Run the whole recipe; returns the summary that is also written to ``summary.json``."""
     console = console or Console()
     t_start = time.time()
     torch.manual_seed(cfg.seed)
     torch.set_num_threads(cfg.threads)
-    run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-seed{cfg.seed}"
-    run_dir = Path(cfg.out_dir) / run_id
-    run_dir.mkdir(parents=True, exist_ok=True)
-    store = _open_store(cfg, run_id, run_dir)
 
     def make_env():
         env = envs.make(cfg.env_id, **cfg.env_kwargs)
         return RestateInstruction(env) if cfg.restate_instruction else env
 
-    tokenizer = train_tokenizer(env_corpus(make_env, 400, cfg.seed), cfg.vocab_size)
+    model, tokenizer = build_policy_model(cfg, make_env)  # before the run folder: fail fast
     codec = TurnCodec(tokenizer)
     pad_id = tokenizer.pad_token_id
-    model = tiny_model(len(tokenizer), pad_id, codec.stop_id, cfg.model)
+    run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-seed{cfg.seed}"
+    run_dir = Path(cfg.out_dir) / run_id
+    run_dir.mkdir(parents=True, exist_ok=True)
+    store = _open_store(cfg, run_id, run_dir)
     console.print(
         f"run {run_id}: model {n_params(model) / 1e6:.2f}M params, vocab {len(tokenizer)}"
     )

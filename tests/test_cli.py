@@ -22,7 +22,7 @@ def test_help_lists_train():
     assert "train" in result.output
     result = runner.invoke(app, ["train", "--help"])
     assert result.exit_code == 0
-    for flag in ("--preset", "--seed", "--out", "--db", "--rl-steps"):
+    for flag in ("--preset", "--seed", "--out", "--db", "--rl-steps", "--model"):
         assert flag in result.output
 
 
@@ -100,6 +100,31 @@ def test_smoke_preset_end_to_end(tmp_path):
     assert "Mean gain over 1 runs" in result.output
     assert "| 0-0 |" in result.output and "| 1-1 |" in result.output  # one row per RL step
     assert "skipping" in result.output
+
+    # Any Hugging Face folder replaces the embedded model: here, the run's own policy.
+    again = tmp_path / "again"
+    result = runner.invoke(
+        app,
+        ["train", "--preset", "smoke", "--out", str(again), "--model", str(run_dir / "policy")],
+    )
+    assert result.exit_code == 0, result.output
+    (run2,) = list(again.iterdir())
+    config = json.loads((run2 / "policy" / "config.json").read_text())
+    assert (
+        config["vocab_size"]
+        == json.loads((run_dir / "policy" / "config.json").read_text())["vocab_size"]
+    )
+    assert json.loads((run2 / "summary.json").read_text())["heldout_episodes"] == 16
+
+
+def test_bad_model_path_fails_with_a_clear_message(tmp_path):
+    result = runner.invoke(
+        app, ["train", "--preset", "smoke", "--out", str(tmp_path), "--model", str(tmp_path / "x")]
+    )
+    assert result.exit_code != 0
+    text = " ".join(result.output.split())
+    assert "cannot load a causal LM" in text and "--model" in text
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_report_refuses_folders_without_a_finished_run(tmp_path):
