@@ -1,0 +1,64 @@
+"""A third-party environment plugs in through the ``branchgym.envs`` entry-point group.
+
+The test writes a tiny installed distribution (a ``.dist-info`` folder with an
+``entry_points.txt``, exactly what pip leaves behind) and a module beside it, puts the folder
+on ``sys.path``, and checks that ``branchgym.envs.make`` finds the environment with no edit to
+branchgym, as the README's "Plugging in an environment" section promises.
+"""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+
+import gymnasium as gym
+import pytest
+from gymnasium.utils.env_checker import check_env
+
+import branchgym.envs
+
+MODULE = """
+import string
+import gymnasium as gym
+
+TEXT = gym.spaces.Text(max_length=64, charset=string.printable)
+
+
+class Echo(gym.Env):
+    observation_space = TEXT
+    action_space = TEXT
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        return "say hi", {"instruction": "say hi"}
+
+    def step(self, action):
+        won = action.strip() == "hi"
+        return f"you said {action.strip()}", float(won), True, False, {"won": won}
+
+
+def register():
+    gym.register("thirdparty/Echo-v0", entry_point="thirdparty_echo:Echo")
+"""
+
+
+@pytest.fixture
+def installed_plugin(tmp_path, monkeypatch):
+    (tmp_path / "thirdparty_echo.py").write_text(textwrap.dedent(MODULE))
+    dist = tmp_path / "thirdparty_echo-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: thirdparty-echo\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[branchgym.envs]\necho = thirdparty_echo:register\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(branchgym.envs, "_plugins_loaded", False)
+    yield
+    gym.registry.pop("thirdparty/Echo-v0", None)
+    sys.modules.pop("thirdparty_echo", None)
+
+
+def test_a_third_party_env_is_found_through_its_entry_point(installed_plugin):
+    env = branchgym.envs.make("thirdparty/Echo-v0")
+    check_env(env.unwrapped)
+    obs, _ = env.reset(seed=0)
+    assert obs == "say hi"
+    assert env.step("hi")[1] == 1.0
