@@ -21,12 +21,13 @@ MODULE = """
 import string
 import gymnasium as gym
 
-TEXT = gym.spaces.Text(max_length=64, charset=string.printable)
+ACTIONS = gym.spaces.Text(max_length=64, charset=string.printable)
+OBSERVATIONS = gym.spaces.Text(max_length=128, charset=string.printable)
 
 
 class Echo(gym.Env):
-    observation_space = TEXT
-    action_space = TEXT
+    observation_space = OBSERVATIONS
+    action_space = ACTIONS
 
     def reset(self, *, seed=None, options=None):
         super().reset(seed=seed)
