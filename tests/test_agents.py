@@ -333,6 +333,31 @@ def test_parent_session_seeds_a_new_branch(tiny_tok, codec, tiny_lm):
     assert_matches_score(policy, [branch, branch], gens)
 
 
+def test_branch_reuses_the_parent_cache_cropped_to_the_branch_point(tiny_tok, codec, tiny_lm):
+    # The rollout manager decides to branch after the parent has generated past the tool
+    # result: the parent's row holds more than the child shares, and must be cropped.
+    policy = HFPolicy(sharpen(tiny_lm), tiny_tok, tiny_tok.pad_token_id, seed=0)
+    p = SamplingParams(max_new_tokens=3, temperature=1.0, stop_token_ids=(codec.stop_id,))
+    prompt = codec.observation_ids(OBS[1])
+    (g1,) = policy.generate([GenerationRequest(tuple(prompt), p, session="root")])
+    at_branch = [*prompt, *g1.token_ids, *codec.observation_ids("Nothing happens.")]
+    (g2,) = policy.generate([GenerationRequest(tuple(at_branch), p, session="root")])
+    obs2 = codec.observation_ids("You arrive at cabinet 1.")
+    parent_next = [*at_branch, *g2.token_ids, *obs2]
+    requests = [
+        GenerationRequest(tuple(parent_next), p, session="root"),
+        GenerationRequest(tuple(at_branch), p, session="child", parent_session="root"),
+    ]
+    recorder = WidthRecorder(tiny_lm)
+    gens = policy.generate(requests)
+    del tiny_lm.forward
+    # The parent feeds its last sample and the new observation; the child refeeds one token.
+    assert recorder.widths[0] == 1 + len(obs2)
+    assert [len(t) for t in policy._rows.tokens][1] <= len(at_branch) + 3
+    assert_matches_score(policy, [parent_next, at_branch], gens)
+    assert policy.vocab_size == tiny_lm.config.vocab_size
+
+
 def test_greedy_identical_prompts_give_identical_generations(tiny_tok, codec, tiny_lm):
     policy = HFPolicy(sharpen(tiny_lm), tiny_tok, tiny_tok.pad_token_id, seed=0)
     p = SamplingParams(max_new_tokens=6, temperature=0.0, stop_token_ids=(codec.stop_id,))

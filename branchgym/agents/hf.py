@@ -77,18 +77,28 @@ class HFPolicy:
 
     # -- cache reuse -------------------------------------------------------------------------
 
-    def _source_rows(self, requests: Sequence[GenerationRequest]) -> list[int | None]:
-        """For each request, the cached row it extends, or None to encode it afresh."""
+    @property
+    def vocab_size(self) -> int:
+        """|V|, which the branching rules use to make entropy rises scale-free."""
+        return int(self.model.config.vocab_size)
+
+    def _source_rows(self, requests: Sequence[GenerationRequest]) -> list[tuple[int, int] | None]:
+        """For each request, the cached row it reuses and how many of its tokens, or None.
+
+        A path's own session reuses its whole row. A new branch reuses its parent's row up to
+        the tokens they share (the parent has generated past the branch point since).
+        """
         rows = self._rows
-        found: list[int | None] = []
+        found: list[tuple[int, int] | None] = []
         for req in requests:
-            src = None
-            for key in (req.session, req.parent_session):
-                row = rows.sessions.get(key) if key is not None else None
-                if row is not None and _extends(req.prefix, rows.tokens[row]):
-                    src = row
-                    break
-            found.append(src)
+            own = rows.sessions.get(req.session) if req.session is not None else None
+            parent = rows.sessions.get(req.parent_session) if req.parent_session else None
+            if own is not None and _extends(req.prefix, rows.tokens[own]):
+                found.append((own, len(rows.tokens[own])))
+            elif parent is not None and (keep := _shared(req.prefix, rows.tokens[parent])):
+                found.append((parent, keep))
+            else:
+                found.append(None)
         return found
 
     def _select(self, requests: Sequence[GenerationRequest]) -> None:
@@ -98,14 +108,13 @@ class HFPolicy:
             tokens: list[list[int]] = [[] for _ in requests]
             mask = torch.zeros(len(requests), 0, dtype=torch.long)
         else:
-            index = torch.tensor([0 if s is None else s for s in sources])
+            index = torch.tensor([0 if s is None else s[0] for s in sources])
             self._cache.batch_select_indices(index)
             mask = self._rows.mask[index].clone()
             tokens = []
             for i, s in enumerate(sources):
-                tokens.append([] if s is None else list(self._rows.tokens[s]))
-                if s is None:
-                    mask[i] = 0
+                tokens.append([] if s is None else self._rows.tokens[s[0]][: s[1]])
+                _crop(mask[i], 0 if s is None else s[1])
         sessions = {r.session: i for i, r in enumerate(requests) if r.session is not None}
         self._rows = _Rows(tokens, mask, sessions)
 
@@ -192,6 +201,26 @@ class HFPolicy:
 
 def _extends(prefix: Sequence[int], fed: list[int]) -> bool:
     return 0 < len(fed) < len(prefix) and list(prefix[: len(fed)]) == fed
+
+
+def _shared(prefix: Sequence[int], fed: list[int]) -> int:
+    """How many leading cached tokens a prefix can reuse: at least one token must be fed."""
+    n = 0
+    for a, b in zip(prefix, fed, strict=False):
+        if a != b:
+            break
+        n += 1
+    return min(n, len(prefix) - 1)
+
+
+def _crop(mask_row: torch.Tensor, keep: int) -> None:
+    """Hide every cached position of a row after its first ``keep`` real tokens (in place).
+
+    The keys and values stay in the cache but are masked out, and later tokens get positions
+    from ``keep`` on, so the row attends exactly like a fresh sequence of ``keep`` tokens.
+    """
+    real = mask_row.nonzero().squeeze(-1)
+    mask_row[real[keep:]] = 0
 
 
 def pad_batch(sequences: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -54,10 +54,15 @@ class ScriptedPolicy:
     learner without a model, with exactly the tokens, log-probs and entropies the test wants.
     """
 
-    def __init__(self, script: Callable[[GenerationRequest], Generation]) -> None:
+    def __init__(
+        self, script: Callable[[GenerationRequest], Generation], vocab_size: int | None = None
+    ) -> None:
         self.script = script
+        self.vocab_size = vocab_size  # None: branching rules compare raw entropies
         self.requests: list[GenerationRequest] = []
+        self.calls: list[int] = []  # requests per generate call, to test batching
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[Generation]:
         self.requests.extend(requests)
+        self.calls.append(len(requests))
         return [self.script(r) for r in requests]

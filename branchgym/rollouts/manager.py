@@ -1,68 +1,122 @@
-"""Group rollouts: n paths per task, stepped turn by turn, returned as trajectory trees.
+"""Group rollouts as trajectory trees: GRPO's independent samples, ARPO and AEPO's branching.
 
-Every open path of every task is advanced together: one batched ``policy.generate`` call per
-turn, then one environment step per path. A path whose environment raises ends alone with
-``env_error``; the rest of the batch goes on. Each group comes back as a frozen ``Group`` whose
-segments alternate env (prompt, observations: masked) and model (sampled action tokens).
+For each task the manager grows one tree. It starts some full samples from the prompt, and
+every turn it advances every open path of every task together: one batched
+``policy.generate`` call, then all environment calls at once on a thread pool with a timeout
+(``EnvCalls``). After a tool result it may *branch* a path: the new path shares every token up to
+and including that result, restores the environment from the parent's snapshot taken at that
+point, and samples its own continuation; the parent goes on too. ``algo`` picks the rule:
 
-This is the GRPO sampler (independent samples, a single-path tree each). The branching samplers
-of ARPO and AEPO build on the same ``_Path`` bookkeeping.
+- ``grpo``: ``samples_per_task`` full samples, no branches.
+- ``arpo``: ``initial`` full samples, then up to ``budget - initial`` branches where the entropy
+  of the ``k`` tokens generated right after a tool result rose above the path's own first-turn
+  entropy. When every path has ended with budget left, the rest becomes fresh full samples.
+- ``aepo``: the split between full samples and branches comes from entropy pre-monitoring (a
+  probe sample per task, or the task's statistics from the previous call), and the branch
+  probability is damped by the number of consecutive branches on the same path.
+
+A path whose environment raises or hangs ends alone with ``env_error``. Every group comes back
+as a frozen ``Group``; shared prefixes are stored, and were generated, exactly once.
 """
 
 from __future__ import annotations
 
 import itertools
+import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any, Literal
 
 import gymnasium as gym
 
 from branchgym.agents.policy import Generation, GenerationRequest, Policy, SamplingParams
 from branchgym.agents.protocol import TurnCodec
+from branchgym.rollouts import branching as rules
+from branchgym.rollouts.branching import AEPOConfig, ARPOConfig
+from branchgym.rollouts.envcalls import EnvCalls
+from branchgym.rollouts.metrics import entropy_profile
 from branchgym.trajectory import EndReason, Group, Segment, SegmentKind, TaskRef, Trajectory
 
 EnvFactory = Callable[[], gym.Env]
+Algo = Literal["grpo", "arpo", "aepo"]
 _path_counter = itertools.count()
+
+
+class BranchingUnsupported(TypeError):
+    """Branching was asked of an environment that cannot snapshot its state."""
 
 
 @dataclass(frozen=True)
 class RolloutConfig:
-    """Budgets of one rollout."""
+    """How trees are sampled, and the budgets of every path."""
 
-    samples_per_task: int = 8
+    algo: Algo = "grpo"
+    samples_per_task: int = 8  # GRPO's n
+    arpo: ARPOConfig = field(default_factory=ARPOConfig)
+    aepo: AEPOConfig = field(default_factory=AEPOConfig)
     max_turns: int = 15
     max_action_tokens: int = 16
     max_total_tokens: int = 1024
     temperature: float = 1.0
+    env_workers: int = 8  # threads running environment calls concurrently
+    env_timeout: float = 60.0  # seconds before a call ends its path with env_error
+    seed: int = 0  # the coin of rule="sample" and the tie-break between equal branch bids
+
+
+@dataclass
+class _Tree:
+    """One task's tree under construction, and what is left of its budget."""
+
+    task: TaskRef
+    nodes: list[Segment] = field(default_factory=list)
+    paths: list[_Path] = field(default_factory=list)
+    dropped: list[_Path] = field(default_factory=list)  # AEPO probes not kept: closed, not stored
+    full_left: int = 0  # full samples still to start in this phase
+    branch_left: int = 0  # branch slots left
+    started: bool = False  # this phase's full samples were started
 
 
 @dataclass
 class _Path:
-    """One path under construction: its env, its tokens so far and its segments."""
+    """One root-to-leaf path under construction."""
 
-    task_idx: int
-    env: gym.Env
+    tree: _Tree
     session: str
+    parent_session: str | None = None
+    env: gym.Env | None = None
+    nodes: list[int] = field(default_factory=list)
     tokens: list[int] = field(default_factory=list)
-    segments: list[Segment] = field(default_factory=list)
     ret: float = 0.0
     turns: int = 0
+    tool_calls: int = 0
     won: bool = False
+    finish: str = "stop"  # how its latest turn's generation ended
     end: EndReason | None = None
+    error: str = ""  # why a path ended before its first node
+    h_init: float | None = None  # entropy of the head of its first turn: the branch baseline
+    streak: int = 0  # consecutive branch decisions on this path (AEPO's l)
+    after_tool: bool = False  # the last node is a tool result, not the prompt
+    fresh_branch: bool = False  # its next turn is the branch's own first one
 
-    def add(self, seg_kind: SegmentKind, ids: Sequence[int], text: str, gen=None) -> None:
-        parent = self.segments[-1].id if self.segments else None
-        extra = {}
+    def add(self, kind: SegmentKind, ids: Sequence[int], text: str, gen=None) -> None:
+        extra = {} if gen is None else {"logprobs": gen.logprobs, "entropies": gen.entropies}
         if gen is not None:
-            extra = {"logprobs": gen.logprobs, "entropies": gen.entropies}
-        self.segments.append(
-            Segment(len(self.segments), parent, seg_kind, tuple(ids), text, **extra)
-        )
+            extra["entropy_exact"] = gen.entropy_exact
+        parent = self.nodes[-1] if self.nodes else None
+        node = Segment(len(self.tree.nodes), parent, kind, tuple(ids), text, **extra)
+        self.tree.nodes.append(node)
+        self.nodes.append(node.id)
         self.tokens.extend(ids)
 
 
+@dataclass(frozen=True)
+class _Branch:
+    parent: _Path
+    children: list[_Path]
+
+
 class RolloutManager:
-    """Samples groups of trajectories for a batch of tasks with one policy."""
+    """Samples one trajectory tree per task with one policy."""
 
     def __init__(
         self, env_factory: EnvFactory, policy: Policy, codec: TurnCodec, cfg: RolloutConfig
@@ -71,30 +125,115 @@ class RolloutManager:
         self.policy = policy
         self.codec = codec
         self.cfg = cfg
+        self.vocab_size: int | None = getattr(policy, "vocab_size", None)
+        self._rng = random.Random(cfg.seed)
+        self._history: dict[TaskRef, tuple[float, float]] = {}  # AEPO pre-monitoring
 
     def rollout(self, tasks: Sequence[TaskRef], step: int = 0, version: int = 0) -> list[Group]:
-        """``cfg.samples_per_task`` independent paths per task, as one group per task."""
-        paths = [
-            self._start(i, task)
-            for i, task in enumerate(tasks)
-            for _ in range(self.cfg.samples_per_task)
-        ]
-        while active := [p for p in paths if p.end is None]:
+        """One tree per task, as one ``Group`` per task in the order given."""
+        trees = [_Tree(task) for task in tasks]
+        calls = EnvCalls(self.cfg.env_workers, self.cfg.env_timeout)
+        try:
+            if self.cfg.algo != "grpo":
+                self._check_snapshots()
+            if self.cfg.algo == "aepo":
+                self._pre_monitor(trees, calls)
+            else:
+                self._plan(trees)
+            self._run(trees, calls)
+        finally:
+            self._close(trees, calls)
+        groups = [self._group(tree, step, version) for tree in trees]
+        if self.cfg.algo == "aepo":
+            for group in groups:
+                self._history[group.task] = entropy_profile(group.segments, self.cfg.aepo.k)
+        return groups
+
+    # -- budgets -----------------------------------------------------------------------------
+
+    def _plan(self, trees: list[_Tree]) -> None:
+        cfg = self.cfg
+        for tree in trees:
+            if cfg.algo == "arpo":
+                tree.full_left = min(cfg.arpo.initial, cfg.arpo.budget)
+                tree.branch_left = cfg.arpo.budget - tree.full_left
+            else:
+                tree.full_left = cfg.samples_per_task
+
+    def _pre_monitor(self, trees: list[_Tree], calls: EnvCalls) -> None:
+        """AEPO: split each task's budget from H_root and H_tool, probing where asked."""
+        aepo = self.cfg.aepo
+        if aepo.pre_monitor == "probe":
+            for tree in trees:
+                tree.full_left = 1
+            self._run(trees, calls)
+        for tree in trees:
+            if aepo.pre_monitor == "probe":
+                h_root, h_tool = entropy_profile(tree.nodes, aepo.k)
+            else:  # unseen task: no evidence either way, so an even split
+                h_root, h_tool = self._history.get(tree.task, (0.0, 0.0))
+            m = rules.aepo_global_samples(aepo.budget, h_root, h_tool, aepo.split_beta)
+            kept = 1 if aepo.pre_monitor == "probe" and aepo.keep_probe else 0
+            if aepo.pre_monitor == "probe" and not aepo.keep_probe:
+                tree.dropped += tree.paths
+                tree.paths = []
+                tree.nodes.clear()
+            tree.full_left, tree.branch_left = m - kept, aepo.budget - m
+            tree.started = False
+
+    # -- the turn loop -----------------------------------------------------------------------
+
+    def _run(self, trees: list[_Tree], calls: EnvCalls) -> None:
+        self._refill(trees, calls)
+        while active := [p for t in trees for p in t.paths if p.end is None]:
             gens = self.policy.generate([self._request(p) for p in active])
             for path, gen in zip(active, gens, strict=True):
-                self._advance(path, gen)
-        for p in paths:
-            p.env.close()
-        return [self._group(task, i, paths, step, version) for i, task in enumerate(tasks)]
+                self._record(path, gen)
+            branches = self._branch(trees, active, gens)
+            self._step(active, branches, calls)
+            self._refill(trees, calls)
 
-    def _start(self, task_idx: int, task: TaskRef) -> _Path:
-        path = _Path(task_idx, self.env_factory(), f"p{next(_path_counter)}")
-        try:
-            obs, _ = path.env.reset(seed=task.seed, options={"task": task})
-        except Exception as exc:  # a broken task must not take the batch down
-            obs, path.end = f"environment failed to reset: {exc!r}", EndReason.ENV_ERROR
-        path.add(SegmentKind.ENV, self.codec.observation_ids(obs), obs)
+    def _refill(self, trees: list[_Tree], calls: EnvCalls) -> None:
+        """Start the phase's full samples, and spend budget left in finished trees on more."""
+        fresh: list[_Path] = []
+        for tree in trees:
+            if any(p.end is None for p in tree.paths):
+                continue
+            refill = tree.started  # every path of this phase ended: unspent slots start afresh
+            n = tree.full_left + (tree.branch_left if refill else 0)
+            tree.full_left, tree.started = 0, True
+            if refill:
+                tree.branch_left = 0
+            fresh += [self._new_path(tree) for _ in range(n)]
+        outcomes = calls.run([self._reset_call(p) for p in fresh])
+        for path, outcome in zip(fresh, outcomes, strict=True):
+            self._begin(path, outcome)
+
+    def _new_path(self, tree: _Tree) -> _Path:
+        path = _Path(tree, f"p{next(_path_counter)}")
+        tree.paths.append(path)
         return path
+
+    def _reset_call(self, path: _Path) -> Callable[[], tuple[gym.Env, str]]:
+        def call() -> tuple[gym.Env, str]:
+            env = self.env_factory()
+            path.env = env  # closed at the end even if reset fails
+            obs, _ = env.reset(seed=path.tree.task.seed, options={"task": path.tree.task})
+            return env, obs
+
+        return call
+
+    def _begin(self, path: _Path, outcome: Any) -> None:
+        if isinstance(outcome, BaseException):
+            path.end, path.error = EndReason.ENV_ERROR, f"environment failed to reset: {outcome!r}"
+            return
+        _, obs = outcome
+        root = path.tree.nodes[0] if path.tree.nodes else None
+        ids = self.codec.observation_ids(obs)
+        if root is not None and root.parent_id is None and list(root.token_ids) == ids:
+            path.nodes, path.tokens = [root.id], list(ids)  # the prompt is shared
+        else:
+            path.add(SegmentKind.ENV, ids, obs)
 
     def _request(self, path: _Path) -> GenerationRequest:
         params = SamplingParams(
@@ -102,29 +241,152 @@ class RolloutManager:
             temperature=self.cfg.temperature,
             stop_token_ids=(self.codec.stop_id,),
         )
-        return GenerationRequest(tuple(path.tokens), params, session=path.session)
+        return GenerationRequest(tuple(path.tokens), params, path.session, path.parent_session)
 
-    def _advance(self, path: _Path, gen: Generation) -> None:
+    def _record(self, path: _Path, gen: Generation) -> None:
         path.add(SegmentKind.MODEL, gen.token_ids, gen.text, gen)
         path.turns += 1
-        if gen.finish_reason != "stop":
-            path.end = EndReason.LENGTH
-            return
+        path.finish = gen.finish_reason
+        path.parent_session = None
+        if path.h_init is None:
+            path.h_init = rules.head_entropy(gen.entropies, self._k())
+
+    # -- branching ---------------------------------------------------------------------------
+
+    def _k(self) -> int:
+        return self.cfg.aepo.k if self.cfg.algo == "aepo" else self.cfg.arpo.k
+
+    def _bid(self, path: _Path, gen: Generation) -> float | None:
+        """The branch probability after a tool result, or None where no decision is due."""
+        fresh, path.fresh_branch = path.fresh_branch, False
+        if self.cfg.algo == "grpo" or not path.after_tool or fresh or path.tree.branch_left <= 0:
+            return None
+        k = self._k()
+        rise = rules.entropy_rise(
+            rules.head_entropy(gen.entropies, k),
+            path.h_init or 0.0,
+            self.vocab_size if self._normalize() else None,
+        )
+        if self.cfg.algo == "arpo":
+            return rules.arpo_probability(rise, self.cfg.arpo.alpha, self.cfg.arpo.beta)
+        a = self.cfg.aepo
+        return rules.aepo_probability(rise, a.alpha, a.gamma, path.streak, a.penalty)
+
+    def _normalize(self) -> bool:
+        return self.cfg.aepo.normalize if self.cfg.algo == "aepo" else self.cfg.arpo.normalize
+
+    def _branch(self, trees, active: list[_Path], gens: list[Generation]) -> list[_Branch]:
+        """Decide every due branch, then grant slots to the strongest bids first, per tree.
+
+        Handing slots out in batch order (as the released ARPO code does) would spend a tree's
+        budget on whichever paths happen to come first; the strongest entropy rise wins here.
+        """
+        cfg = self.cfg.aepo if self.cfg.algo == "aepo" else self.cfg.arpo
+        bids: dict[int, list[tuple[float, float, _Path, int]]] = {}
+        for path, gen in zip(active, gens, strict=True):
+            p = self._bid(path, gen)
+            if p is None:
+                continue
+            if rules.decide(p, cfg.rule, cfg.tau, self._rng):
+                bids.setdefault(id(path.tree), []).append(
+                    (p, self._rng.random(), path, len(gen.token_ids))
+                )
+            else:
+                path.streak = 0
+        granted = []
+        for bid in bids.values():
+            for _, _, path, n_new in sorted(bid, key=lambda b: (-b[0], b[1])):
+                n = min(cfg.branches, path.tree.branch_left)
+                path.streak = path.streak + 1 if n else 0
+                if n:
+                    path.tree.branch_left -= n
+                    granted.append(_Branch(path, [self._child(path, n_new) for _ in range(n)]))
+        return granted
+
+    def _child(self, parent: _Path, n_new: int) -> _Path:
+        """A new path that shares the parent's nodes up to (and including) the tool result."""
+        child = self._new_path(parent.tree)
+        child.parent_session = parent.session
+        child.nodes = parent.nodes[:-1]
+        child.tokens = parent.tokens[:-n_new] if n_new else list(parent.tokens)
+        child.ret, child.turns, child.tool_calls = parent.ret, parent.turns - 1, parent.tool_calls
+        child.h_init, child.streak = parent.h_init, parent.streak
+        child.after_tool, child.fresh_branch = True, True
+        return child
+
+    def _check_snapshots(self) -> None:
+        env = self.env_factory()
         try:
-            obs, reward, terminated, truncated, info = path.env.step(
-                self.codec.action_text(gen.token_ids)
-            )
-        except Exception as exc:
+            if not _has_snapshot(env):
+                name = type(env.unwrapped).__name__
+                raise BranchingUnsupported(
+                    f"{self.cfg.algo} branches paths from environment snapshots, but {name} has "
+                    "no snapshot()/restore(). Add `def snapshot(self)` returning the episode "
+                    "state and `def restore(self, snap)` putting it back exactly, or sample "
+                    "with algo='grpo', which needs neither."
+                )
+        finally:
+            env.close()
+
+    # -- environment calls -------------------------------------------------------------------
+
+    def _step(self, active: list[_Path], branches: list[_Branch], calls: EnvCalls) -> None:
+        """Snapshot the branching parents, then step every path and restore every child."""
+        snaps = calls.run([lambda p=b.parent: _snapshot(p.env) for b in branches])
+        work: list[tuple[_Path, Callable[[], Any], Callable[[_Path, Any], None]]] = []
+        for branch, snap in zip(branches, snaps, strict=True):
+            for child in branch.children:
+                if isinstance(snap, BaseException):
+                    child.end, child.error = EndReason.ENV_ERROR, f"snapshot failed: {snap!r}"
+                    child.add(SegmentKind.ENV, (), child.error)
+                else:
+                    work.append((child, self._restore_call(child, snap), self._restored))
+        for path in active:
+            if path.end is None:
+                if path.finish != "stop":
+                    path.end = EndReason.LENGTH
+                else:
+                    work.append((path, self._step_call(path), self._stepped))
+        outcomes = calls.run([call for _, call, _ in work])
+        for (path, _, after), outcome in zip(work, outcomes, strict=True):
+            after(path, outcome)
+
+    def _step_call(self, path: _Path) -> Callable[[], tuple]:
+        action = self.codec.action_text(path.tree.nodes[path.nodes[-1]].token_ids)
+        env = path.env
+        assert env is not None
+        return lambda: env.step(action)
+
+    def _stepped(self, path: _Path, outcome: Any) -> None:
+        if isinstance(outcome, BaseException):
             path.end = EndReason.ENV_ERROR
-            path.add(SegmentKind.ENV, (), f"environment error: {exc!r}")
+            path.add(SegmentKind.ENV, (), f"environment error: {outcome!r}")
             return
+        obs, reward, terminated, truncated, info = outcome
         path.ret += float(reward)
         path.won = bool(info.get("won", False))
+        path.tool_calls += bool(info.get("tool_call", True))
         path.end = self._end_reason(path, terminated, truncated)
         if path.end is None:
             path.add(SegmentKind.ENV, self.codec.observation_ids(obs), obs)
+            path.after_tool = True
             if len(path.tokens) + self.cfg.max_action_tokens > self.cfg.max_total_tokens:
                 path.end = EndReason.LENGTH
+
+    def _restore_call(self, child: _Path, snap: Any) -> Callable[[], gym.Env]:
+        def call() -> gym.Env:
+            env = self.env_factory()
+            child.env = env
+            env.reset(seed=child.tree.task.seed, options={"task": child.tree.task})
+            env.get_wrapper_attr("restore")(snap)
+            return env
+
+        return call
+
+    def _restored(self, child: _Path, outcome: Any) -> None:
+        if isinstance(outcome, BaseException):
+            child.end = EndReason.ENV_ERROR
+            child.add(SegmentKind.ENV, (), f"branch restore failed: {outcome!r}")
 
     def _end_reason(self, path: _Path, terminated: bool, truncated: bool) -> EndReason | None:
         if terminated:
@@ -133,47 +395,49 @@ class RolloutManager:
             return EndReason.TURN_LIMIT
         return None
 
-    def _group(self, task: TaskRef, idx: int, paths: list[_Path], step: int, version: int):
-        """Put a task's paths into one tree: a shared prompt root, then one chain per path.
+    def _close(self, trees: list[_Tree], calls: EnvCalls) -> None:
+        envs = [p.env for t in trees for p in t.paths + t.dropped if p.env is not None]
+        calls.run([env.close for env in envs])
 
-        A path whose reset failed never saw the prompt: it becomes a root of its own.
-        """
-        mine = [p for p in paths if p.task_idx == idx]
-        healthy = [p for p in mine if p.end is not EndReason.ENV_ERROR or len(p.segments) > 1]
-        root = (healthy or mine)[0].segments[0]
-        segments: list[Segment] = [root] if healthy else []
+    # -- the finished tree -------------------------------------------------------------------
+
+    def _group(self, tree: _Tree, step: int, version: int) -> Group:
+        """Freeze the tree: mark each path's leaf with its end and return."""
+        nodes = list(tree.nodes)
+        for path in tree.paths:
+            if not path.nodes:  # a failed reset never saw the prompt: a root of its own
+                nodes.append(Segment(len(nodes), None, SegmentKind.ENV, (), path.error))
+                path.nodes = [len(nodes) - 1]
         trajectories = []
-        for path in mine:
-            shared = (
-                bool(healthy)
-                and len(path.segments) > 1
-                and path.segments[0].token_ids == root.token_ids
-            )
-            first = path.segments[1:] if shared else path.segments
-            parent: int | None = root.id if shared else None
-            ids = [root.id] if shared else []
-            for seg in first:
-                segments.append(_renumber(seg, len(segments), parent))
-                ids.append(parent := len(segments) - 1)
-            leaf = segments[ids[-1]]
-            segments[ids[-1]] = _renumber(leaf, leaf.id, leaf.parent_id, path.end, path.ret)
+        for path in tree.paths:
+            leaf = path.nodes[-1]
+            end = path.end or EndReason.ENV_ERROR
+            nodes[leaf] = replace(nodes[leaf], end_reason=end, reward=path.ret)
             trajectories.append(
                 Trajectory(
-                    leaf_id=ids[-1],
-                    segment_ids=tuple(ids),
+                    leaf_id=leaf,
+                    segment_ids=tuple(path.nodes),
                     ret=path.ret,
-                    end_reason=path.end or EndReason.ENV_ERROR,
+                    end_reason=end,
                     won=path.won,
                     n_turns=path.turns,
+                    tool_calls=path.tool_calls,
                 )
             )
-        return Group(task, step, version, tuple(segments), tuple(trajectories))
+        if len({t.leaf_id for t in trajectories}) != len(trajectories):
+            raise AssertionError("two paths share a leaf: a path ended without a node of its own")
+        return Group(tree.task, step, version, tuple(nodes), tuple(trajectories))
 
 
-def _renumber(seg: Segment, new_id: int, parent: int | None, end=None, reward=None) -> Segment:
-    changes: dict = {"id": new_id, "parent_id": parent}
-    if end is not None:
-        changes["end_reason"] = end
-    if reward is not None:
-        changes["reward"] = reward
-    return replace(seg, **changes)
+def _has_snapshot(env: gym.Env) -> bool:
+    try:
+        return callable(env.get_wrapper_attr("snapshot")) and callable(
+            env.get_wrapper_attr("restore")
+        )
+    except AttributeError:
+        return False
+
+
+def _snapshot(env: gym.Env | None) -> Any:
+    assert env is not None
+    return env.get_wrapper_attr("snapshot")()

@@ -1,0 +1,84 @@
+"""Environment calls run concurrently, each under a timeout, so one bad env ends only its path.
+
+The rollout manager hands every environment call of a turn (resets, steps, snapshots, branch
+restores) to ``EnvCalls.run`` at once. Calls run on a small pool of daemon threads, which suits
+environments that wait on I/O (HTTP, subprocesses, simulators that release the GIL). A call that
+raises comes back as its exception; a call still running after ``timeout`` seconds comes back as
+``EnvTimeout`` and its thread is written off and replaced, so a hung environment can neither
+stall the batch nor keep the interpreter from exiting.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, wait
+from typing import Any
+
+
+class EnvTimeout(TimeoutError):
+    """An environment call ran past its time limit."""
+
+
+class EnvCalls:
+    """A pool of ``workers`` daemon threads running environment calls with a per-call timeout."""
+
+    def __init__(self, workers: int = 8, timeout: float = 60.0) -> None:
+        if workers < 1 or timeout <= 0:
+            raise ValueError(f"need workers >= 1 and timeout > 0, got {workers} and {timeout}")
+        self.timeout = timeout
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._started: dict[Future, float] = {}
+        self._lock = threading.Lock()
+        for _ in range(workers):
+            self._spawn()
+
+    def run(self, calls: Sequence[Callable[[], Any]]) -> list[Any]:
+        """Each call's return value, or the exception it raised (``EnvTimeout`` if it hung)."""
+        futures = [Future() for _ in calls]
+        for call, fut in zip(calls, futures, strict=True):
+            self._queue.put((call, fut))
+        pending = set(futures)
+        while pending:
+            _, pending = wait(pending, timeout=min(0.5, self.timeout), return_when=FIRST_COMPLETED)
+            for fut in self._expire(pending):
+                pending.discard(fut)
+                self._spawn()  # the stuck thread is lost to the pool; keep its size
+        return [f.exception() or f.result() for f in futures]
+
+    def _expire(self, pending: set[Future]) -> list[Future]:
+        """Fail the calls that have run too long (under the lock, so no result races in)."""
+        now = time.monotonic()
+        with self._lock:
+            late = [f for f in pending if now - self._started.get(f, now) > self.timeout]
+            for fut in late:
+                self._started.pop(fut)
+                fut.set_exception(EnvTimeout(f"environment call took over {self.timeout:g} s"))
+        return late
+
+    def _spawn(self) -> None:
+        threading.Thread(target=self._work, daemon=True, name="branchgym-env").start()
+
+    def _work(self) -> None:
+        while True:
+            call, fut = self._queue.get()
+            if not fut.set_running_or_notify_cancel():
+                continue
+            with self._lock:
+                self._started[fut] = time.monotonic()
+            try:
+                result = call()
+            except BaseException as exc:  # an env may raise anything: here it is data
+                outcome: tuple[str, Any] = ("error", exc)
+            else:
+                outcome = ("ok", result)
+            with self._lock:
+                self._started.pop(fut, None)
+                if fut.done():  # timed out while it ran: the batch has moved on
+                    continue
+                if outcome[0] == "ok":
+                    fut.set_result(outcome[1])
+                else:
+                    fut.set_exception(outcome[1])
