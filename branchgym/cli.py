@@ -69,6 +69,132 @@ def report(
     typer.echo(markdown([load_run(r) for r in finished], window))
 
 
+@app.command()
+def rollout(
+    env: Annotated[
+        str, typer.Option(help="any registered gymnasium id")
+    ] = "branchgym/Household-v0",
+    algo: Annotated[str, typer.Option(help="grpo | arpo | aepo")] = "grpo",
+    n: Annotated[int, typer.Option(help="trajectories per task (ARPO/AEPO: the budget M)")] = 16,
+    tasks: Annotated[int, typer.Option(help="how many tasks")] = 8,
+    split: Annotated[str, typer.Option(help="train | seen | unseen")] = "train",
+    db: Annotated[str, typer.Option(help="SQLAlchemy URL of the store")] = "sqlite:///branchgym.db",
+    model: Annotated[
+        str | None, typer.Option(help="a policy folder; default: the untrained embedded model")
+    ] = None,
+    import_: Annotated[
+        list[str] | None,
+        typer.Option("--import", help="a module to import first (it registers environments)"),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="seed for the model, sampling and tasks")] = 0,
+    max_turns: Annotated[int, typer.Option(help="turns per path")] = 15,
+    env_kwargs: Annotated[
+        str,
+        typer.Option(help="JSON keyword arguments for the env, e.g. '{\"max_receptacles\": 8}'"),
+    ] = "{}",
+    restate: Annotated[
+        bool, typer.Option(help="append the task to every observation, as `train` does")
+    ] = False,
+) -> None:
+    """Collect trajectory trees into the store without training; print their metrics as JSON."""
+    import json
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from branchgym.collect import CollectConfig, collect
+
+    if algo not in ("grpo", "arpo", "aepo"):
+        raise typer.BadParameter(f"unknown algorithm {algo!r}; choose grpo, arpo or aepo")
+    try:
+        kwargs = json.loads(env_kwargs)
+        assert isinstance(kwargs, dict)
+    except (ValueError, AssertionError):
+        msg = f"not a JSON object: {env_kwargs!r}"
+        raise typer.BadParameter(msg, param_hint="--env-kwargs") from None
+    cfg = CollectConfig(
+        env_id=env,
+        env_kwargs=kwargs,
+        restate_instruction=restate,
+        algo=algo,  # type: ignore[arg-type]
+        n=n,
+        tasks=tasks,
+        split=split,
+        db=db,
+        model_path=model,
+        seed=seed,
+        max_turns=max_turns,
+        imports=tuple(import_ or ()),
+    )
+    try:
+        result = collect(cfg, progress=lambda done, total: console.print(f"{done}/{total} trees"))
+    except Exception as exc:  # one readable line for the usual mistakes, not a traceback
+        _fail(exc)
+    typer.echo(json.dumps(result))
+
+
+def _fail(exc: Exception) -> None:
+    """Turn the errors a user can fix into one line and exit 2; re-raise anything else."""
+    import gymnasium as gym
+
+    from branchgym.agents.model import ModelLoadError
+    from branchgym.rollouts.manager import BranchingUnsupported
+    from branchgym.rollouts.store import StoreError
+
+    known = (
+        gym.error.Error,
+        ModelLoadError,
+        StoreError,
+        BranchingUnsupported,
+        ValueError,
+        KeyError,
+    )
+    if not isinstance(exc, known):
+        raise exc
+    console.print(f"[red]error:[/red] {exc}", markup=True, highlight=False)
+    raise typer.Exit(2)
+
+
+@app.command()
+def runs(
+    db: Annotated[str, typer.Option(help="SQLAlchemy URL of the store")] = "sqlite:///branchgym.db",
+) -> None:
+    """List the runs in a store: groups, trajectories and mean return."""
+    from branchgym.rollouts.store import TrajectoryStore
+
+    try:
+        with TrajectoryStore(db) as store:
+            listed = store.list_runs()
+    except Exception as exc:
+        _fail(exc)
+    for r in listed:
+        mean = "-" if r.mean_return is None else f"{r.mean_return:.3f}"
+        typer.echo(
+            f"{r.id}\t{r.n_groups} groups\t{r.n_trajectories} trajectories\tmean return {mean}"
+        )
+
+
+@app.command()
+def inspect(
+    run: Annotated[str, typer.Argument(help="a run id (see `branchgym runs`)")],
+    db: Annotated[str, typer.Option(help="SQLAlchemy URL of the store")] = "sqlite:///branchgym.db",
+    group: Annotated[int | None, typer.Option(help="one group's id; default: every group")] = None,
+    step: Annotated[int | None, typer.Option(help="only this training step's groups")] = None,
+) -> None:
+    """Draw a run's trajectory trees: branch points, end reasons, returns and advantages."""
+    from branchgym.rollouts.render import tree_view
+    from branchgym.rollouts.store import TrajectoryStore
+
+    try:
+        with TrajectoryStore(db) as store:
+            store.run_config(run)
+            ids = [group] if group is not None else store.groups(run, step)
+            if group is not None and group not in store.groups(run):
+                raise KeyError(f"run {run!r} has no group {group}")
+            for gid in ids:
+                console.print(tree_view(store.load_group(gid), title=f"group {gid}"))
+    except Exception as exc:
+        _fail(exc)
+
+
 def main() -> None:
     app()
 

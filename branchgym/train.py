@@ -53,7 +53,11 @@ class EvalResult:
 
 
 def env_corpus(make_env: Callable, n_episodes: int, seed: int) -> list[str]:
-    """Texts for the tokenizer: expert episodes plus random admissible commands."""
+    """Texts for the tokenizer: expert episodes plus random admissible commands.
+
+    An environment without ``expert_plan`` / ``admissible_commands`` in its info (a third-party
+    one, say) gives its opening observations only; byte fallback covers the rest.
+    """
     rng = random.Random(seed)
     env = make_env()
     texts: list[str] = []
@@ -61,9 +65,11 @@ def env_corpus(make_env: Callable, n_episodes: int, seed: int) -> list[str]:
         obs, info = env.reset(seed=10**9 + ep)
         texts.append(obs)
         for turn in range(12):
-            plan = info["expert_plan"]
-            use_expert = plan and (ep % 2 == 0 or turn % 3 == 2)
-            action = plan[0] if use_expert else rng.choice(info["admissible_commands"])
+            plan, admissible = info.get("expert_plan"), info.get("admissible_commands")
+            if not plan and not admissible:
+                break
+            use_expert = plan and (ep % 2 == 0 or turn % 3 == 2 or not admissible)
+            action = plan[0] if use_expert else rng.choice(admissible)
             texts.append(" " + action)
             obs, _, done, _, info = env.step(action)
             texts.append(" " + obs)

@@ -135,7 +135,7 @@ class RolloutManager:
         calls = EnvCalls(self.cfg.env_workers, self.cfg.env_timeout)
         try:
             if self.cfg.algo != "grpo":
-                self._check_snapshots()
+                require_snapshots(self.env_factory, self.cfg.algo)
             if self.cfg.algo == "aepo":
                 self._pre_monitor(trees, calls)
             else:
@@ -314,20 +314,6 @@ class RolloutManager:
         child.after_tool, child.fresh_branch = True, True
         return child
 
-    def _check_snapshots(self) -> None:
-        env = self.env_factory()
-        try:
-            if not _has_snapshot(env):
-                name = type(env.unwrapped).__name__
-                raise BranchingUnsupported(
-                    f"{self.cfg.algo} branches paths from environment snapshots, but {name} has "
-                    "no snapshot()/restore(). Add `def snapshot(self)` returning the episode "
-                    "state and `def restore(self, snap)` putting it back exactly, or sample "
-                    "with algo='grpo', which needs neither."
-                )
-        finally:
-            env.close()
-
     # -- environment calls -------------------------------------------------------------------
 
     def _step(self, active: list[_Path], branches: list[_Branch], calls: EnvCalls) -> None:
@@ -427,6 +413,22 @@ class RolloutManager:
         if len({t.leaf_id for t in trajectories}) != len(trajectories):
             raise AssertionError("two paths share a leaf: a path ended without a node of its own")
         return Group(tree.task, step, version, tuple(nodes), tuple(trajectories))
+
+
+def require_snapshots(env_factory: EnvFactory, algo: str) -> None:
+    """Raise ``BranchingUnsupported`` unless the factory's envs can snapshot and restore."""
+    env = env_factory()
+    try:
+        if not _has_snapshot(env):
+            name = type(env.unwrapped).__name__
+            raise BranchingUnsupported(
+                f"{algo} branches paths from environment snapshots, but {name} has no "
+                "snapshot()/restore(). Add `def snapshot(self)` returning the episode state "
+                "and `def restore(self, snap)` putting it back exactly, or sample with "
+                "algo='grpo', which needs neither."
+            )
+    finally:
+        env.close()
 
 
 def _has_snapshot(env: gym.Env) -> bool:

@@ -1,0 +1,106 @@
+"""``branchgym rollout``: collect trajectory trees into the store, without training.
+
+    branchgym rollout --env branchgym/Household-v0 --algo arpo --n 16 --db sqlite:///trees.db
+
+Builds the policy (a saved policy folder, or the untrained embedded model with a tokenizer
+trained on the environment's text), samples one tree per task with the chosen algorithm, writes
+every tree to the store in its own transaction and returns the run id and the tree metrics.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+
+import torch
+
+from branchgym import envs
+from branchgym.agents.hf import HFPolicy
+from branchgym.agents.protocol import TurnCodec
+from branchgym.config import TrainConfig
+from branchgym.envs.wrappers import RestateInstruction
+from branchgym.rollouts.branching import AEPOConfig, ARPOConfig
+from branchgym.rollouts.manager import Algo, RolloutConfig, RolloutManager, require_snapshots
+from branchgym.rollouts.metrics import tree_stats
+from branchgym.rollouts.store import TrajectoryStore
+from branchgym.tasks.suite import task_refs
+from branchgym.train import build_policy_model
+
+
+@dataclass(frozen=True)
+class CollectConfig:
+    """Everything ``branchgym rollout`` does."""
+
+    env_id: str = "branchgym/Household-v0"
+    env_kwargs: dict = field(default_factory=dict)
+    restate_instruction: bool = False  # True for policies trained by `branchgym train`
+    algo: Algo = "grpo"
+    n: int = 16  # trajectories per task: GRPO's n, ARPO's and AEPO's budget M
+    tasks: int = 8
+    split: str = "train"
+    db: str = "sqlite:///branchgym.db"
+    model_path: str | None = None  # a policy folder (e.g. runs/<id>/policy); None: untrained
+    seed: int = 0
+    max_turns: int = RolloutConfig.max_turns
+    batch: int = 8  # tasks rolled out together
+    imports: tuple[str, ...] = ()  # modules imported first, so they can register environments
+
+    def rollout_config(self) -> RolloutConfig:
+        """ARPO spends half of ``n`` on full samples (the authors' M=16, N=8)."""
+        return RolloutConfig(
+            algo=self.algo,
+            samples_per_task=self.n,
+            arpo=ARPOConfig(budget=self.n, initial=max(1, self.n // 2)),
+            aepo=AEPOConfig(budget=self.n),
+            max_turns=self.max_turns,
+            seed=self.seed,
+        )
+
+
+def import_modules(names: Sequence[str]) -> None:
+    """Import each module by name (``--import``); a missing one is a clear error.
+
+    The current folder is searched first, as ``python -m`` does, so a module next to you works.
+    """
+    if names and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:
+            raise ValueError(f"cannot import {name!r} (--import): {exc}") from exc
+
+
+def collect(cfg: CollectConfig, progress=None) -> dict:
+    """Roll out ``cfg.tasks`` tasks and store their trees; returns the run id and metrics."""
+    import_modules(cfg.imports)
+    torch.manual_seed(cfg.seed)
+
+    def make_env():
+        env = envs.make(cfg.env_id, **cfg.env_kwargs)
+        return RestateInstruction(env) if cfg.restate_instruction else env
+
+    make_env().close()  # an unknown id or a broken env fails here, before the store is touched
+    if cfg.algo != "grpo":
+        require_snapshots(make_env, cfg.algo)
+    model, tokenizer = build_policy_model(
+        TrainConfig(env_id=cfg.env_id, seed=cfg.seed, model_path=cfg.model_path), make_env
+    )
+    policy = HFPolicy(model, tokenizer, tokenizer.pad_token_id, seed=cfg.seed)
+    manager = RolloutManager(make_env, policy, TurnCodec(tokenizer), cfg.rollout_config())
+    run_id = f"rollout-{time.strftime('%Y%m%d-%H%M%S')}-{cfg.algo}-seed{cfg.seed}"
+    tasks = task_refs(cfg.env_id, cfg.split, cfg.tasks, start=cfg.seed * cfg.tasks)
+    groups = []
+    with TrajectoryStore(cfg.db) as store:
+        store.create_run(run_id, {**asdict(cfg), "kind": "rollout"})
+        for start in range(0, len(tasks), cfg.batch):
+            batch = manager.rollout(tasks[start : start + cfg.batch])
+            store.write_groups(run_id, batch)
+            groups += batch
+            if progress is not None:
+                progress(len(groups), len(tasks))
+    return {"run": run_id, "db": cfg.db, **tree_stats(groups).as_dict()}
