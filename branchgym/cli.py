@@ -195,6 +195,27 @@ def inspect(
         _fail(exc)
 
 
+@app.command()
+def bench(
+    name: Annotated[str, typer.Argument(help="a benchmark in benchmarks/, e.g. branching")],
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="KEY=VALUE passed to the benchmark's main(), e.g. tasks=8"),
+    ] = None,
+) -> None:
+    """Run a benchmark from the source checkout's benchmarks/ folder; print its JSON result."""
+    import json
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from branchgym.benchrun import BenchError, run_benchmark
+
+    try:
+        result = run_benchmark(name, set_ or [])
+    except BenchError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    typer.echo(json.dumps(result, indent=2))
+
+
 def main() -> None:
     app()
 

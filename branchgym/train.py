@@ -76,7 +76,7 @@ def env_corpus(make_env: Callable, n_episodes: int, seed: int) -> list[str]:
             if done:
                 break
             # held objects are rarely examined at random; their texts must still be words
-            examine = [c for c in info["admissible_commands"] if c.startswith("examine ")]
+            examine = [c for c in info.get("admissible_commands") or () if c.startswith("examine ")]
             for command in examine:
                 snap = env.unwrapped.snapshot()
                 texts.append(" " + env.step(command)[0])
@@ -130,7 +130,7 @@ def _demo_action(
     plan = info["expert_plan"]
     if not plan:
         return None
-    commands = info["admissible_commands"]
+    commands = info.get("admissible_commands") or []  # tool envs have none: follow the plan
     if searched:  # a searcher looks inside the closed receptacle it just reached
         opening = [c for c in commands if c.startswith("open ")]
         if opening:

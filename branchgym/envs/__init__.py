@@ -22,6 +22,7 @@ ENTRY_POINT_GROUP = "branchgym.envs"
 
 _BUILTIN = {
     "branchgym/Household-v0": "branchgym.envs.household.env:HouseholdEnv",
+    "branchgym/SearchQA-v0": "branchgym.envs.searchqa.env:SearchQAEnv",
 }
 _plugins_loaded = False
 

@@ -1,0 +1,3 @@
+from branchgym.envs.searchqa.env import SearchQAEnv
+
+__all__ = ["SearchQAEnv"]
