@@ -30,8 +30,12 @@ def train(
         str | None,
         typer.Option(help="a Hugging Face model folder to train instead of the embedded model"),
     ] = None,
+    algo: Annotated[
+        str | None, typer.Option(help="rollout sampler: grpo | arpo | aepo (default: preset's)")
+    ] = None,
 ) -> None:
-    """Cold-start SFT on expert demonstrations, then GRPO, with held-out evaluation."""
+    """Cold-start SFT on expert demonstrations, then RL (GRPO-style updates on the sampled
+    trees), with held-out evaluation."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from branchgym.agents.model import ModelLoadError
     from branchgym.config import preset as get_preset
@@ -45,6 +49,10 @@ def train(
     cfg = replace(cfg, seed=seed, db=db, out_dir=out, model_path=model)
     if rl_steps is not None:
         cfg = replace(cfg, rl=replace(cfg.rl, steps=rl_steps))
+    if algo is not None:
+        if algo not in ("grpo", "arpo", "aepo"):
+            raise typer.BadParameter(f"unknown algorithm {algo!r}", param_hint="--algo")
+        cfg = replace(cfg, rollout=replace(cfg.rollout, algo=algo))
     try:
         run_train(cfg, console)
     except StoreError as exc:

@@ -85,7 +85,13 @@ def _smoke() -> TrainConfig:
         model=TinyModelConfig(hidden_size=64, layers=1, heads=2, kv_heads=1, intermediate_size=128),
         sft=replace(base.sft, demos=64, epochs=1),
         rl=replace(base.rl, steps=2, tasks_per_step=2),
-        rollout=replace(base.rollout, samples_per_task=4, max_turns=6),
+        rollout=replace(
+            base.rollout,
+            samples_per_task=4,
+            max_turns=6,
+            arpo=replace(base.rollout.arpo, budget=4, initial=2),
+            aepo=replace(base.rollout.aepo, budget=4),
+        ),
         learner=replace(base.learner, minibatch_size=8, micro_batch_size=8),
         eval=replace(base.eval, episodes=16, batch_size=16),
     )

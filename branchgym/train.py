@@ -36,6 +36,7 @@ from branchgym.agents.tokenizer import train_tokenizer
 from branchgym.config import TrainConfig
 from branchgym.envs.wrappers import RestateInstruction
 from branchgym.rollouts.manager import RolloutManager
+from branchgym.rollouts.metrics import tree_stats
 from branchgym.rollouts.store import StoreError, TrajectoryStore
 from branchgym.tasks.suite import task_refs
 from branchgym.trajectory import Group, TaskRef
@@ -223,7 +224,7 @@ def run_sft(learner: Learner, demos: list[TokenSample], cfg: TrainConfig, bar) -
 
 def run_rl(learner, manager, store, run_id, policy, cfg: TrainConfig, bar, log) -> None:
     rng = random.Random(cfg.seed)
-    task_bar = bar.add_task("GRPO", total=cfg.rl.steps, info="")
+    task_bar = bar.add_task(cfg.rollout.algo.upper(), total=cfg.rl.steps, info="")
     for step in range(cfg.rl.steps):
         t0 = time.time()
         tasks = [
@@ -242,7 +243,7 @@ def run_rl(learner, manager, store, run_id, policy, cfg: TrainConfig, bar, log) 
             len(g.trajectories) for g in groups
         )
         row = {"step": step, "success": success, "groups": len(groups)}
-        row |= {"signal_groups": len(useful), **metrics}
+        row |= {"signal_groups": len(useful), **metrics, **_rollout_metrics(groups)}
         row["seconds"] = time.time() - t0
         log.write(json.dumps(row) + "\n")
         log.flush()
@@ -252,6 +253,13 @@ def run_rl(learner, manager, store, run_id, policy, cfg: TrainConfig, bar, log) 
                 f"GRPO step {step + 1}: training success {success:.2f}, "
                 f"{len(useful)}/{len(groups)} groups with signal, {row['seconds']:.1f} s"
             )
+
+
+def _rollout_metrics(groups: Sequence[Group]) -> dict:
+    """The tree metrics of one step, flat, under a ``rollout/`` prefix."""
+    stats = tree_stats(groups).as_dict()
+    ends = stats.pop("end_reasons")
+    return {f"rollout/{k}": v for k, v in stats.items()} | {f"end/{k}": v for k, v in ends.items()}
 
 
 def build_policy_model(cfg: TrainConfig, make_env: Callable):

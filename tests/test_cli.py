@@ -131,3 +131,89 @@ def test_report_refuses_folders_without_a_finished_run(tmp_path):
     result = runner.invoke(app, ["report", str(tmp_path)])
     assert result.exit_code != 0
     assert "finished run" in " ".join(result.output.split())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("algo", ["arpo", "aepo"])
+def test_smoke_train_with_branching_logs_tree_metrics(tmp_path, algo):
+    args = ["train", "--preset", "smoke", "--out", str(tmp_path), "--algo", algo]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    (run_dir,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    for row in rows:
+        assert row["rollout/trees"] == 2 and row["rollout/trajectories_per_tree"] == 4
+        assert row["rollout/tokens_generated"] > 0 and "rollout/branch_points_per_tree" in row
+        assert sum(v for k, v in row.items() if k.startswith("end/")) == 8
+
+
+@pytest.mark.slow
+def test_rollout_writes_trees_that_read_back_identically(tmp_path, monkeypatch):
+    from branchgym.collect import CollectConfig
+    from branchgym.rollouts import manager as manager_mod
+
+    captured = []
+    original = manager_mod.RolloutManager.rollout
+
+    def spy(self, tasks, step=0, version=0):
+        groups = original(self, tasks, step, version)
+        captured.extend(groups)
+        return groups
+
+    monkeypatch.setattr(manager_mod.RolloutManager, "rollout", spy)
+    db = f"sqlite:///{tmp_path / 'r.db'}"
+    cfg = CollectConfig(algo="arpo", n=4, tasks=2, db=db, max_turns=3)
+    from branchgym.collect import collect
+
+    result = collect(cfg)
+    assert result["trees"] == 2 and result["trajectories_per_tree"] == 4
+    with TrajectoryStore(db) as store:
+        (run,) = store.list_runs()
+        assert run.id == result["run"] and run.n_trajectories == 8
+        loaded = [store.load_group(g) for g in store.groups(run.id)]
+    assert len(loaded) == len(captured) == 2
+    for got, want in zip(loaded, captured, strict=True):
+        assert got.trajectories == want.trajectories
+        for a, b in zip(got.segments, want.segments, strict=True):
+            assert (a.id, a.parent_id, a.kind, a.token_ids, a.text) == (
+                b.id,
+                b.parent_id,
+                b.kind,
+                b.token_ids,
+                b.text,
+            )
+            assert a.logprobs == pytest.approx(b.logprobs, abs=1e-6)
+            assert a.entropies == pytest.approx(b.entropies, abs=1e-5)
+
+
+def test_rollout_rejects_unknown_env_and_algo(tmp_path):
+    db = f"sqlite:///{tmp_path / 'r.db'}"
+    result = runner.invoke(app, ["rollout", "--env", "nope/Nothing-v0", "--db", db])
+    assert result.exit_code == 2 and "no environment 'nope/Nothing-v0'" in result.output
+    result = runner.invoke(app, ["rollout", "--algo", "ppo", "--db", db])
+    assert result.exit_code == 2 and "unknown algorithm" in result.output
+    assert not (tmp_path / "r.db").exists()  # nothing written for a bad command
+
+
+@pytest.mark.slow
+def test_bench_branching_runs_with_a_tiny_budget():
+    args = ["bench", "branching", "--set", "tasks=2", "--set", "demos=16", "--set", "sft_steps=2"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output)
+    for env in ("household", "searchqa"):
+        assert out[env]["generated_over_tree_tokens"] == 1.0  # no shared prefix generated twice
+        assert out[env]["arpo_trees"]["trajectories_per_tree"] == 16
+        assert out[env]["token_ratio"] > 0 and out[env]["wall_ratio"] > 0
+    assert set(out["goals"]) == {
+        "token_ratio_within_5pct_of_predicted",
+        "token_ratio_at_most_0.8",
+        "wall_ratio_at_most_token_ratio_plus_0.1",
+    }
+
+
+def test_bench_names_what_exists():
+    result = runner.invoke(app, ["bench", "nosuch"])
+    assert result.exit_code == 2 and "branching" in result.output
+    result = runner.invoke(app, ["bench", "branching", "--set", "bogus=1"])
+    assert result.exit_code == 2 and "tasks" in result.output
