@@ -103,6 +103,9 @@ def rollout(
     restate: Annotated[
         bool, typer.Option(help="append the task to every observation, as `train` does")
     ] = False,
+    processes: Annotated[
+        bool, typer.Option(help="run each environment in its own process (CPU-heavy envs)")
+    ] = False,
 ) -> None:
     """Collect trajectory trees into the store without training; print their metrics as JSON."""
     import json
@@ -131,6 +134,7 @@ def rollout(
         seed=seed,
         max_turns=max_turns,
         imports=tuple(import_ or ()),
+        env_processes=processes,
     )
     try:
         result = collect(cfg, progress=lambda done, total: console.print(f"{done}/{total} trees"))

@@ -22,6 +22,7 @@ from branchgym import envs
 from branchgym.agents.hf import HFPolicy
 from branchgym.agents.protocol import TurnCodec
 from branchgym.config import TrainConfig
+from branchgym.envs.subprocess import SubprocessEnv
 from branchgym.envs.wrappers import RestateInstruction
 from branchgym.rollouts.branching import AEPOConfig, ARPOConfig
 from branchgym.rollouts.manager import Algo, RolloutConfig, RolloutManager, require_snapshots
@@ -48,6 +49,7 @@ class CollectConfig:
     max_turns: int = RolloutConfig.max_turns
     batch: int = 8  # tasks rolled out together
     imports: tuple[str, ...] = ()  # modules imported first, so they can register environments
+    env_processes: bool = False  # one process per environment (SubprocessEnv), for heavy envs
 
     def rollout_config(self) -> RolloutConfig:
         """ARPO spends half of ``n`` on full samples (the authors' M=16, N=8)."""
@@ -81,7 +83,10 @@ def collect(cfg: CollectConfig, progress=None) -> dict:
     torch.manual_seed(cfg.seed)
 
     def make_env():
-        env = envs.make(cfg.env_id, **cfg.env_kwargs)
+        if cfg.env_processes:
+            env = SubprocessEnv(cfg.env_id, cfg.env_kwargs, cfg.imports)
+        else:
+            env = envs.make(cfg.env_id, **cfg.env_kwargs)
         return RestateInstruction(env) if cfg.restate_instruction else env
 
     make_env().close()  # an unknown id or a broken env fails here, before the store is touched

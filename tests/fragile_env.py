@@ -1,0 +1,35 @@
+"""A test environment that dies on "die" and hangs on "hang" (imported by child processes)."""
+
+from __future__ import annotations
+
+import os
+import string
+import time
+
+import gymnasium as gym
+
+TEXT = gym.spaces.Text(max_length=400, charset=string.printable)
+
+
+class Fragile(gym.Env[str, str]):
+    observation_space = action_space = TEXT
+
+    def reset(self, *, seed=None, options=None):
+        return "ready", {}
+
+    def step(self, action):
+        if action == "die":
+            os._exit(3)
+        if action == "hang":
+            time.sleep(600)
+        return f"you said {action}", 0.0, False, False, {}
+
+    def snapshot(self):
+        return None
+
+    def restore(self, snap):
+        pass
+
+
+if "test/Fragile-v0" not in gym.registry:
+    gym.register("test/Fragile-v0", entry_point=Fragile)
