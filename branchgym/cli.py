@@ -202,7 +202,8 @@ def inspect(
             if group is not None and group not in store.groups(run):
                 raise KeyError(f"run {run!r} has no group {group}")
             for gid in ids:
-                console.print(tree_view(store.load_group(gid), title=f"group {gid}"))
+                tids = store.trajectory_ids(gid)
+                console.print(tree_view(store.load_group(gid), f"group {gid}", traj_ids=tids))
     except Exception as exc:
         _fail(exc)
 
@@ -226,6 +227,77 @@ def bench(
     except BenchError as exc:
         raise typer.BadParameter(str(exc)) from exc
     typer.echo(json.dumps(result, indent=2))
+
+
+@app.command()
+def show(
+    traj: Annotated[int, typer.Argument(help="a trajectory id (the #N on `inspect` leaves)")],
+    db: Annotated[str, typer.Option(help="SQLAlchemy URL of the store")] = "sqlite:///branchgym.db",
+    tokenizer: Annotated[
+        str | None, typer.Option(help="a policy folder: colour each token by its entropy")
+    ] = None,
+) -> None:
+    """Print a trajectory's turns, tool results and per-token entropy."""
+    from branchgym.inspection import show as render
+    from branchgym.rollouts.store import TrajectoryStore
+
+    try:
+        tok = None
+        if tokenizer:
+            from transformers import AutoTokenizer
+
+            tok = AutoTokenizer.from_pretrained(tokenizer)
+        with TrajectoryStore(db) as store:
+            run_id, gid, index = store.locate_trajectory(traj)
+            group = store.load_group(gid)
+        task = group.task
+        title = f"trajectory {traj} · run {run_id} · group {gid} · {task.env_id} seed {task.seed}"
+        console.print(render(group, group.trajectories[index], title, tok))
+    except Exception as exc:
+        _fail(exc)
+
+
+@app.command()
+def export(
+    run: Annotated[str, typer.Argument(help="a run id (see `branchgym runs`)")],
+    out: Annotated[Path, typer.Option(help="the file to write")] = Path("trajectories.jsonl"),
+    fmt: Annotated[str, typer.Option("--format", help="jsonl | parquet")] = "jsonl",
+    db: Annotated[str, typer.Option(help="SQLAlchemy URL of the store")] = "sqlite:///branchgym.db",
+) -> None:
+    """Write a run's trajectories as SFT-ready records: messages, tokens, loss mask, outcome."""
+    from branchgym.inspection import export_records, write_export
+    from branchgym.rollouts.store import TrajectoryStore
+
+    try:
+        with TrajectoryStore(db) as store:
+            n = write_export(export_records(store, run), out, fmt)
+    except Exception as exc:
+        _fail(exc)
+    typer.echo(f"wrote {n} trajectories to {out}")
+
+
+@app.command()
+def replay(
+    traj: Annotated[list[int], typer.Argument(help="trajectory ids")],
+    db: Annotated[str, typer.Option(help="SQLAlchemy URL of the store")] = "sqlite:///branchgym.db",
+) -> None:
+    """Re-run stored actions against a fresh environment from the stored seed; check that every
+    observation and the return match. Exit code 1 if any trajectory differs."""
+    from branchgym.inspection import replay as run_replay
+    from branchgym.rollouts.store import TrajectoryStore
+
+    try:
+        with TrajectoryStore(db) as store:
+            results = [run_replay(store, t) for t in traj]
+    except Exception as exc:
+        _fail(exc)
+    for r in results:
+        status = "[green]matches[/green]" if r.ok else "[red]DIFFERS[/red]"
+        console.print(f"trajectory {r.trajectory}: {r.steps} steps replayed, {status}")
+        for problem in r.mismatches:
+            console.print(f"  {problem}", markup=False)
+    if not all(r.ok for r in results):
+        raise typer.Exit(1)
 
 
 def main() -> None:

@@ -38,18 +38,24 @@ def _label(seg: Segment, n_kids: int, leaf: Trajectory | None, width: int) -> Te
     return label
 
 
-def tree_view(group: Group, title: str = "", width: int = 70) -> Tree:
-    """The group as a ``rich.tree.Tree`` rooted at its prompt."""
+def tree_view(
+    group: Group, title: str = "", width: int = 70, traj_ids: list[int] | None = None
+) -> Tree:
+    """The group as a ``rich.tree.Tree`` rooted at its prompt; leaves show ``traj_ids``."""
     kids: dict[int | None, list[Segment]] = {}
     for seg in group.segments:
         kids.setdefault(seg.parent_id, []).append(seg)
     leaves = {t.leaf_id: t for t in group.trajectories}
+    names = dict(zip((t.leaf_id for t in group.trajectories), traj_ids or [], strict=False))
     head = title or f"{group.task.env_id} seed {group.task.seed} · step {group.step}"
     root = Tree(Text(f"{head} · {len(group.trajectories)} trajectories", style="bold"))
 
     def grow(node: Tree, seg: Segment) -> None:
         children = kids.get(seg.id, [])
-        branch = node.add(_label(seg, len(children), leaves.get(seg.id), width))
+        label = _label(seg, len(children), leaves.get(seg.id), width)
+        if seg.id in names:
+            label.append(f"  #{names[seg.id]}", style="bold")
+        branch = node.add(label)
         for child in children:
             grow(branch, child)
 

@@ -238,6 +238,23 @@ class TrajectoryStore:
                 raise KeyError(f"no group with id {group_id} in {self.url}")
             return schema.group_from_row(row)
 
+    def trajectory_ids(self, group_id: int) -> list[int]:
+        """Database ids of a group's trajectories, in the group's order."""
+        query = select(TrajectoryRow.id).where(TrajectoryRow.group_id == group_id)
+        with self._sessions() as session:
+            return list(session.scalars(query.order_by(TrajectoryRow.id)))
+
+    def locate_trajectory(self, traj_id: int) -> tuple[str, int, int]:
+        """``(run id, group id, index in the group)`` of a trajectory's database id."""
+        with self._sessions() as session:
+            row = session.get(TrajectoryRow, traj_id)
+            if row is None:
+                raise KeyError(f"no trajectory with id {traj_id} in {self.url}")
+            group = session.get(GroupRow, row.group_id)
+            assert group is not None
+            ids = [t.id for t in group.trajectories]
+            return group.run_id, group.id, ids.index(traj_id)
+
     def groups(self, run_id: str, step: int | None = None) -> list[int]:
         """Ids of a run's groups (optionally one step's) in the order they were written."""
         query = select(GroupRow.id).where(GroupRow.run_id == run_id)

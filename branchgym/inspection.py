@@ -1,0 +1,176 @@
+"""Reading stored trajectories back: show one, export a run, replay one against its environment.
+
+These sit on top of the store (``TrajectoryStore``) and serve ``branchgym show``, ``export`` and
+``replay``. ``replay`` is the trust check: it rebuilds the environment the run used (id, keyword
+arguments, wrappers, from the run's stored config), resets it from the stored seed, feeds it the
+stored actions, and compares every observation and the return with what was stored.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Group as Renderables
+from rich.text import Text
+
+from branchgym import envs
+from branchgym.envs.wrappers import RestateInstruction
+from branchgym.rollouts.store import TrajectoryStore
+from branchgym.trajectory import EndReason, Group, Segment, SegmentKind, Trajectory
+
+_BLOCKS = "▁▂▃▄▅▆▇█"
+_SCALE = 3.0  # nats at which the strip saturates: a near-uniform choice among ~20 tokens
+
+
+def _entropy_style(h: float) -> str:
+    return "green" if h < 0.5 else "yellow" if h < 1.5 else "red"
+
+
+def entropy_strip(entropies: tuple[float, ...]) -> Text:
+    """One block per token, its height and colour the token's entropy (green low, red high)."""
+    strip = Text()
+    for h in entropies:
+        level = min(len(_BLOCKS) - 1, int(h / _SCALE * (len(_BLOCKS) - 1)))
+        strip.append(_BLOCKS[level], style=_entropy_style(h))
+    return strip
+
+
+def _tokens_coloured(seg: Segment, tokenizer: Any) -> Text:
+    out = Text()
+    for tok, h in zip(seg.token_ids, seg.entropies, strict=True):
+        out.append(tokenizer.decode([tok]), style=_entropy_style(h))
+    return out
+
+
+def show(group: Group, traj: Trajectory, title: str, tokenizer: Any = None) -> Renderables:
+    """A trajectory turn by turn: observations, actions with per-token entropy, the outcome."""
+    lines: list[Text] = [Text(title, style="bold")]
+    turn = 0
+    for seg in group.path(traj):
+        if seg.kind is SegmentKind.ENV:
+            tag = "prompt" if seg.parent_id is None else "result"
+            lines.append(Text.assemble((f"{tag:>7} ", "bold green"), seg.text))
+            continue
+        turn += 1
+        text = _tokens_coloured(seg, tokenizer) if tokenizer else Text(seg.text.strip())
+        mean_h = sum(seg.entropies) / max(1, len(seg.entropies))
+        lines.append(Text.assemble((f"{'act ' + str(turn):>7} ", "bold cyan"), text))
+        lines.append(Text.assemble(" " * 8, entropy_strip(seg.entropies), f"  H̄={mean_h:.2f}"))
+    lines.append(
+        Text(
+            f"end: {traj.end_reason.value}  return {traj.ret:.3f}  advantage "
+            f"{traj.advantage:+.3f}  turns {traj.n_turns}  tool calls {traj.tool_calls}",
+            style="bold yellow",
+        )
+    )
+    return Renderables(*lines)
+
+
+def export_records(store: TrajectoryStore, run_id: str) -> Iterator[dict]:
+    """One SFT-ready record per trajectory: chat messages, tokens, loss mask and outcome."""
+    store.run_config(run_id)  # an unknown run raises KeyError here
+    for gid in store.groups(run_id):
+        group = store.load_group(gid)
+        for tid, traj in zip(store.trajectory_ids(gid), group.trajectories, strict=True):
+            path = list(group.path(traj))
+            yield {
+                "run": run_id,
+                "group": gid,
+                "trajectory": tid,
+                "env_id": group.task.env_id,
+                "seed": group.task.seed,
+                "step": group.step,
+                "policy_version": group.policy_version,
+                "return": traj.ret,
+                "advantage": traj.advantage,
+                "end_reason": traj.end_reason.value,
+                "won": traj.won,
+                "messages": [
+                    {
+                        "role": "assistant" if s.kind is SegmentKind.MODEL else "user",
+                        "content": s.text.strip(),
+                    }
+                    for s in path
+                ],
+                "token_ids": [t for s in path for t in s.token_ids],
+                "loss_mask": [s.kind is SegmentKind.MODEL for s in path for _ in s.token_ids],
+            }
+
+
+def write_export(records: Iterator[dict], out: Path, fmt: str) -> int:
+    """Write records as JSON lines or Parquet; returns how many were written."""
+    rows = list(records)
+    if fmt == "jsonl":
+        with open(out, "w") as f:
+            for row in rows:
+                f.write(json.dumps(row) + "\n")
+    elif fmt == "parquet":
+        try:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+        except ImportError as exc:
+            raise ValueError(
+                "Parquet export needs pyarrow: pip install 'branchgym[parquet]'"
+            ) from exc
+        pq.write_table(pa.Table.from_pylist(rows), out)
+    else:
+        raise ValueError(f"unknown format {fmt!r}; choose jsonl or parquet")
+    return len(rows)
+
+
+@dataclass(frozen=True)
+class ReplayResult:
+    """What a replay checked, and every way the fresh run differed from the stored one."""
+
+    trajectory: int
+    steps: int
+    mismatches: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.mismatches
+
+
+def _make_env(config: dict, env_id: str):
+    for name in config.get("imports", ()):  # run configs of `branchgym rollout --import`
+        __import__(name)
+    env = envs.make(env_id, **config.get("env_kwargs", {}))
+    return RestateInstruction(env) if config.get("restate_instruction") else env
+
+
+def replay(store: TrajectoryStore, traj_id: int) -> ReplayResult:
+    """Re-run a stored trajectory's actions from its seed and compare what comes back."""
+    run_id, gid, index = store.locate_trajectory(traj_id)
+    group = store.load_group(gid)
+    traj = group.trajectories[index]
+    env = _make_env(store.run_config(run_id), group.task.env_id)
+    path = list(group.path(traj))
+    problems: list[str] = []
+    obs, _ = env.reset(seed=group.task.seed, options={"task": group.task})
+    if obs != path[0].text:
+        problems.append(f"reset: observation differs:\n  stored {path[0].text!r}\n  fresh  {obs!r}")
+    ret, steps = 0.0, 0
+    for i in range(1, len(path), 2):
+        act, result = path[i], path[i + 1] if i + 1 < len(path) else None
+        if result is None and traj.end_reason is EndReason.LENGTH:
+            break  # the last action was cut off by the token budget: it never reached the env
+        if result is not None and result.kind is SegmentKind.ENV and not result.token_ids:
+            problems.append(f"turn {steps + 1}: stored run ended with an error: {result.text}")
+            break
+        obs, reward, terminated, _, _ = env.step(act.text.strip())
+        ret += float(reward)
+        steps += 1
+        if result is not None and obs != result.text:
+            problems.append(
+                f"turn {steps}: observation differs:\n  stored {result.text!r}\n  fresh  {obs!r}"
+            )
+        if terminated != (result is None and traj.end_reason is EndReason.TERMINATED):
+            problems.append(f"turn {steps}: the fresh episode terminated={terminated}")
+    if abs(ret - traj.ret) > 1e-6:
+        problems.append(f"return differs: stored {traj.ret}, fresh {ret}")
+    env.close()
+    return ReplayResult(traj_id, steps, problems)

@@ -1,0 +1,135 @@
+"""branchgym show, export and replay on stored Household and SearchQA trajectories."""
+
+from __future__ import annotations
+
+import json
+from typing import ClassVar
+
+import gymnasium as gym
+import pyarrow.parquet as pq
+import pytest
+from sqlalchemy import update
+from typer.testing import CliRunner
+
+import branchgym.envs
+from branchgym.agents.policy import Generation, ScriptedPolicy
+from branchgym.cli import app
+from branchgym.envs.wrappers import RestateInstruction
+from branchgym.rollouts.manager import RolloutConfig, RolloutManager
+from branchgym.rollouts.schema import SegmentRow
+from branchgym.rollouts.store import TrajectoryStore
+from branchgym.tasks.suite import task_refs
+
+runner = CliRunner()
+CONFIGS = {
+    "branchgym/Household-v0": {"env_kwargs": {"max_receptacles": 8}, "restate_instruction": True},
+    "branchgym/SearchQA-v0": {"env_kwargs": {}, "restate_instruction": False},
+}
+
+
+class PlanSpy(gym.Wrapper):
+    """Remembers the expert's next action, so a scripted policy can follow (or leave) it."""
+
+    plan: ClassVar[list[str]] = []
+
+    def reset(self, **kwargs):
+        obs, info = self.env.reset(**kwargs)
+        PlanSpy.plan = info["expert_plan"]
+        return obs, info
+
+    def step(self, action):
+        out = self.env.step(action)
+        PlanSpy.plan = out[4]["expert_plan"]
+        return out
+
+
+def expert_then_wander(codec, wander_every: int):
+    calls = [0]
+
+    def script(req):
+        calls[0] += 1
+        action = "look" if calls[0] % wander_every == 0 else PlanSpy.plan[0]
+        ids = tuple(codec.action_ids(action))
+        return Generation(ids, " " + action, (-0.1,) * len(ids), (0.4,) * len(ids), "stop")
+
+    return script
+
+
+@pytest.fixture
+def stored(tmp_path, codec):
+    """A store with one run per environment: expert paths with a few detours, one per task."""
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    with TrajectoryStore(url) as store:
+        for env_id, config in CONFIGS.items():
+            run = env_id.split("/")[1]
+            store.create_run(run, config)
+
+            def make(env_id=env_id, config=config):
+                env = branchgym.envs.make(env_id, **config["env_kwargs"])
+                env = RestateInstruction(env) if config["restate_instruction"] else env
+                return PlanSpy(env)
+
+            policy = ScriptedPolicy(expert_then_wander(codec, 4))
+            cfg = RolloutConfig(samples_per_task=1, max_turns=12)
+            manager = RolloutManager(make, policy, codec, cfg)
+            for task in task_refs(env_id, "train", 3):
+                store.write_groups(run, manager.rollout([task]))
+    return url
+
+
+def test_replay_confirms_every_stored_trajectory(stored):
+    with TrajectoryStore(stored) as store:
+        ids = [
+            t
+            for r in store.list_runs()
+            for g in store.groups(r.id)
+            for t in store.trajectory_ids(g)
+        ]
+    assert len(ids) == 6
+    result = runner.invoke(app, ["replay", *map(str, ids), "--db", stored])
+    assert result.exit_code == 0, result.output
+    assert result.output.count("matches") == 6
+    assert "0 steps" not in result.output
+
+
+def test_replay_reports_a_tampered_observation(stored):
+    with TrajectoryStore(stored) as store, store._sessions.begin() as session:
+        session.execute(
+            update(SegmentRow)
+            .where(SegmentRow.group_id == 1, SegmentRow.seg_id == 2)
+            .values(text="You see a dragon.")
+        )
+    result = runner.invoke(app, ["replay", "1", "--db", stored])
+    assert result.exit_code == 1
+    assert "DIFFERS" in result.output and "turn 1: observation differs" in result.output
+    assert "You see a dragon." in result.output
+
+
+def test_show_prints_turns_and_entropy(stored):
+    result = runner.invoke(app, ["show", "4", "--db", stored])
+    assert result.exit_code == 0, result.output
+    assert "Question:" in result.output and "<search>" in result.output
+    assert "▂" in result.output or "▁" in result.output  # the per-token entropy strip
+    assert "end: " in result.output
+    result = runner.invoke(app, ["show", "999", "--db", stored])
+    assert result.exit_code == 2 and "no trajectory with id 999" in result.output
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "parquet"])
+def test_export_sft_ready_records(stored, tmp_path, fmt):
+    out = tmp_path / f"x.{fmt}"
+    args = ["export", "SearchQA-v0", "--format", fmt, "--out", str(out), "--db", stored]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    if fmt == "jsonl":
+        rows = [json.loads(line) for line in out.read_text().splitlines()]
+    else:
+        rows = pq.read_table(out).to_pylist()
+    assert len(rows) == 3
+    for row in rows:
+        roles = [m["role"] for m in row["messages"]]
+        assert roles[0] == "user" and roles[1] == "assistant"
+        assert len(row["token_ids"]) == len(row["loss_mask"])
+        assert row["env_id"] == "branchgym/SearchQA-v0" and row["run"] == "SearchQA-v0"
+    result = runner.invoke(app, ["export", "nope", "--out", str(out), "--db", stored])
+    assert result.exit_code == 2 and "nope" in result.output
