@@ -224,6 +224,8 @@ class RolloutManager:
         return call
 
     def _begin(self, path: _Path, outcome: Any) -> None:
+        if not isinstance(outcome, BaseException) and not isinstance(outcome[1], str):
+            outcome = TypeError(f"reset() returned a {type(outcome[1]).__name__}, not a str")
         if isinstance(outcome, BaseException):
             path.end, path.error = EndReason.ENV_ERROR, f"environment failed to reset: {outcome!r}"
             return
@@ -344,6 +346,11 @@ class RolloutManager:
         return lambda: env.step(action)
 
     def _stepped(self, path: _Path, outcome: Any) -> None:
+        if not isinstance(outcome, BaseException):
+            try:
+                outcome = _checked_step(outcome)
+            except (TypeError, ValueError) as exc:
+                outcome = exc
         if isinstance(outcome, BaseException):
             path.end = EndReason.ENV_ERROR
             path.add(SegmentKind.ENV, (), f"environment error: {outcome!r}")
@@ -413,6 +420,23 @@ class RolloutManager:
         if len({t.leaf_id for t in trajectories}) != len(trajectories):
             raise AssertionError("two paths share a leaf: a path ended without a node of its own")
         return Group(tree.task, step, version, tuple(nodes), tuple(trajectories))
+
+
+def _checked_step(outcome: Any) -> tuple[str, float, bool, bool, dict]:
+    """``step()``'s 5-tuple, typed, or a ValueError / TypeError that says what was wrong."""
+    if not isinstance(outcome, tuple) or len(outcome) != 5:
+        raise ValueError(
+            f"step() must return (obs, reward, terminated, truncated, info), got {outcome!r:.200}"
+        )
+    obs, reward, terminated, truncated, info = outcome
+    if not isinstance(obs, str):
+        raise TypeError(f"step() returned a {type(obs).__name__} observation, not a str")
+    reward = float(reward)
+    if reward != reward or reward in (float("inf"), float("-inf")):
+        raise ValueError(f"step() returned a non-finite reward {reward}")
+    if not isinstance(info, dict):
+        raise TypeError(f"step() returned a {type(info).__name__} info, not a dict")
+    return obs, reward, bool(terminated), bool(truncated), info
 
 
 def require_snapshots(env_factory: EnvFactory, algo: str) -> None:

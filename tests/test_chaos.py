@@ -1,0 +1,107 @@
+"""Fault injection: environments that raise, hang or return garbage on 10% of their steps.
+
+A rollout over such environments must finish, end each affected path alone with
+``env_error`` (saying what went wrong), and store every trajectory, affected or not.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+
+import gymnasium as gym
+import pytest
+
+import branchgym.envs
+from branchgym.agents.policy import Generation, ScriptedPolicy
+from branchgym.rollouts.branching import ARPOConfig
+from branchgym.rollouts.manager import RolloutConfig, RolloutManager
+from branchgym.rollouts.store import TrajectoryStore
+from branchgym.tasks.suite import task_refs
+from branchgym.trajectory import EndReason
+
+pytestmark = pytest.mark.chaos
+HOUSEHOLD = "branchgym/Household-v0"
+_GARBAGE = [
+    None,
+    ("obs",),
+    (42, 0.0, False, False, {}),
+    ("obs", float("nan"), False, False, {}),
+    ("obs", 0.0, False, False, "info"),
+    ("obs", "reward", False, False, {}),
+]
+
+
+class Chaos(gym.Wrapper):
+    """On ``rate`` of steps: raise, hang past the timeout, or return a malformed result."""
+
+    made = 0
+
+    def __init__(self, env, rate: float, hang_s: float):
+        super().__init__(env)
+        Chaos.made += 1
+        self.rng = random.Random(Chaos.made)
+        self.rate, self.hang_s = rate, hang_s
+        self.faults: list[str] = []
+
+    def step(self, action):
+        if self.rng.random() < self.rate:
+            fault = self.rng.choice(["raise", "hang", "garbage"])
+            self.faults.append(fault)
+            if fault == "raise":
+                raise RuntimeError("chaos: simulated crash")
+            if fault == "hang":
+                time.sleep(self.hang_s)
+            else:
+                return self.rng.choice(_GARBAGE)
+        return self.env.step(action)
+
+
+@pytest.mark.parametrize("algo", ["grpo", "arpo"])
+def test_rollout_survives_faulty_environments_and_stores_everything(algo, codec, tmp_path):
+    made: list[Chaos] = []
+
+    def make():
+        env = Chaos(branchgym.envs.make(HOUSEHOLD, max_receptacles=8), rate=0.1, hang_s=3.0)
+        made.append(env)
+        return env
+
+    cfg = RolloutConfig(
+        algo=algo,
+        samples_per_task=4,
+        arpo=ARPOConfig(budget=4, initial=2, alpha=1.0),
+        max_turns=8,
+        max_action_tokens=6,
+        env_timeout=1.0,
+    )
+    rng = random.Random(0)
+
+    def script(req):  # household commands, with entropies that rise and fall
+        action = rng.choice(
+            ["look", "inventory", "go to cabinet 1", "go to fridge 1", "open fridge 1"]
+        )
+        ids = tuple(codec.action_ids(action))
+        h = rng.uniform(0.0, 2.0)
+        return Generation(ids, action, (-0.3,) * len(ids), (h,) * len(ids), "stop")
+
+    policy = ScriptedPolicy(script)
+    groups = RolloutManager(make, policy, codec, cfg).rollout(task_refs(HOUSEHOLD, "train", 6))
+    faults = [f for env in made for f in env.faults]
+    assert faults, "the chaos wrapper never fired: the test tests nothing"
+    ends = [t.end_reason for g in groups for t in g.trajectories]
+    assert len(ends) == 6 * 4
+    errors = [
+        g.segments[t.leaf_id].text
+        for g in groups
+        for t in g.trajectories
+        if t.end_reason is EndReason.ENV_ERROR
+    ]
+    assert errors and all(e.startswith("environment error: ") for e in errors)
+    assert len(errors) <= len(faults)  # no fault ends more than its own path
+    healthy = {EndReason.TURN_LIMIT, EndReason.TERMINATED}
+    assert all(e in healthy for e in ends if e is not EndReason.ENV_ERROR)
+    with TrajectoryStore(f"sqlite:///{tmp_path / 'c.db'}") as store:
+        store.create_run("chaos", {})
+        store.write_groups("chaos", groups)
+        (run,) = store.list_runs()
+        assert run.n_trajectories == 24
