@@ -17,6 +17,7 @@ import pytest
 
 from branchgym.agents.hf import HFPolicy
 from branchgym.agents.policy import Generation, GenerationRequest, ScriptedPolicy
+from branchgym.envs.errors import ToolError
 from branchgym.rollouts import branching as rules
 from branchgym.rollouts.branching import AEPOConfig, ARPOConfig
 from branchgym.rollouts.manager import BranchingUnsupported, RolloutConfig, RolloutManager
@@ -338,3 +339,19 @@ def test_hf_arpo_on_household_keeps_every_invariant(tiny_tok, codec, tiny_lm):
         check_tree(group)
         assert len(group.trajectories) == 6
     assert math.isfinite(tree_stats(groups).entropy_after_tool)
+
+
+class BrokenTool(LogEnv):
+    def step(self, action):
+        if action == "a1":
+            raise ToolError("search backend is down")
+        return super().step(action)
+
+
+def test_a_tool_error_is_told_apart_from_an_env_error(codec):
+    _, _, _, (group,) = run(codec, {}, algo="grpo", env=BrokenTool, samples_per_task=2)
+    ends = [t.end_reason for t in group.trajectories]
+    assert ends == [EndReason.TURN_LIMIT, EndReason.TOOL_ERROR]
+    assert "tool error: ToolError('search backend is down')" in (
+        group.segments[group.trajectories[1].leaf_id].text
+    )

@@ -15,7 +15,8 @@ point, and samples its own continuation; the parent goes on too. ``algo`` picks 
   probe sample per task, or the task's statistics from the previous call), and the branch
   probability is damped by the number of consecutive branches on the same path.
 
-A path whose environment raises or hangs ends alone with ``env_error``. Every group comes back
+A path whose environment raises, hangs or returns garbage ends alone with ``env_error``
+(``tool_error`` when the environment raised ``ToolError``: its tool failed). Every group comes back
 as a frozen ``Group``; shared prefixes are stored, and were generated, exactly once.
 """
 
@@ -31,6 +32,7 @@ import gymnasium as gym
 
 from branchgym.agents.policy import Generation, GenerationRequest, Policy, SamplingParams
 from branchgym.agents.protocol import TurnCodec
+from branchgym.envs.errors import ToolError
 from branchgym.rollouts import branching as rules
 from branchgym.rollouts.branching import AEPOConfig, ARPOConfig
 from branchgym.rollouts.envcalls import EnvCalls
@@ -352,8 +354,9 @@ class RolloutManager:
             except (TypeError, ValueError) as exc:
                 outcome = exc
         if isinstance(outcome, BaseException):
-            path.end = EndReason.ENV_ERROR
-            path.add(SegmentKind.ENV, (), f"environment error: {outcome!r}")
+            tool = isinstance(outcome, ToolError)
+            path.end = EndReason.TOOL_ERROR if tool else EndReason.ENV_ERROR
+            path.add(SegmentKind.ENV, (), f"{'tool' if tool else 'environment'} error: {outcome!r}")
             return
         obs, reward, terminated, truncated, info = outcome
         path.ret += float(reward)
