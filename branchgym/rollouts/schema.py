@@ -118,6 +118,34 @@ class TrajectoryRow(Base):
     tool_calls: Mapped[int] = mapped_column(Integer)
 
 
+class ReplayRow(Base):
+    """A trajectory admitted to the self-imitation replay buffer (SPEAR), per run."""
+
+    __tablename__ = "replay_entries"
+    __table_args__ = (Index("ix_replay_run_version", "run_id", "policy_version"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    trajectory_id: Mapped[int] = mapped_column(ForeignKey("trajectories.id", ondelete="CASCADE"))
+    policy_version: Mapped[int] = mapped_column(Integer)
+    step: Mapped[int] = mapped_column(Integer)
+    ret: Mapped[float] = mapped_column(Double)
+
+
+class BaselineRow(Base):
+    """One group's return statistics, for recalibrating replayed advantages."""
+
+    __tablename__ = "baselines"
+    __table_args__ = (Index("ix_baselines_run", "run_id", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    group_id: Mapped[int] = mapped_column(ForeignKey("groups.id", ondelete="CASCADE"))
+    step: Mapped[int] = mapped_column(Integer)
+    mean: Mapped[float] = mapped_column(Double)
+    std: Mapped[float] = mapped_column(Double)
+
+
 # --------------------------------------------------------------------------- array codecs
 
 

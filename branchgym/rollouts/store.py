@@ -127,6 +127,12 @@ class TrajectoryStore:
         self.engine = _open_engine(url)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
+    @property
+    def sessions(self) -> sessionmaker:
+        """The session factory, for query modules built on the store (such as the replay
+        buffer); ``with store.sessions.begin() as s:`` is one transaction."""
+        return self._sessions
+
     # -- lifecycle
 
     def close(self) -> None:

@@ -1,0 +1,169 @@
+"""SPEAR's self-imitation replay buffer, as queries on the trajectory store.
+
+SPEAR keeps the policy's own promising trajectories and trains on them again. Its released code
+keeps them in a Python list that a restart loses; here the buffer is two tables in the store
+(``replay_entries``, ``baselines``), so it survives restarts and several workers share it.
+
+- **Admission** (``admit``): trajectories of the given groups whose advantage is positive
+  (optionally: that called a tool at least once). Each group's return mean and std also go
+  into the baseline table, which keeps the latest ``baseline_entries`` rows per run.
+- **Eviction** (``evict``): entries sampled more than ``tolerate_steps`` policy versions ago.
+- **Recalibration** (``recalibrated``): at replay time, with ``b`` the median of the baseline
+  table's group means and ``s`` the median of its stds, ``A~ = R - b`` (``(R - b) / (s + 1e-6)``
+  with ``std_normalize``); only entries with ``A~ >= 0`` are admissible for replay.
+- **Trigger** (``ready`` / ``take``): once more than ``trigger_factor`` x ``batch_size``
+  admissible entries are held, ``take`` returns a uniform sample of the largest power of two
+  <= ``batch_size`` and clears the buffer. Replayed samples keep their stored log-probs, so the
+  PPO ratio and clip act as the trust region.
+
+Formulas: ALGORITHMS.md section 4. Hand-computed tests: ``tests/test_replay.py``.
+"""
+
+from __future__ import annotations
+
+import random
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import delete, func, select
+
+from branchgym.rollouts.schema import BaselineRow, GroupRow, ReplayRow
+from branchgym.rollouts.store import TrajectoryStore
+from branchgym.trajectory import Group, Trajectory
+
+
+@dataclass(frozen=True)
+class ReplayConfig:
+    """SPEAR's replay buffer (defaults from the paper's description)."""
+
+    require_tool_use: bool = False
+    tolerate_steps: int = 10  # evict entries more than this many policy versions old
+    baseline_entries: int = 10_240  # group statistics kept for recalibration
+    std_normalize: bool = False
+    batch_size: int = 16  # the replay batch cap
+    trigger_factor: float = 1.5
+
+
+@dataclass(frozen=True)
+class ReplaySample:
+    trajectory_id: int
+    group: Group
+    trajectory: Trajectory
+    advantage: float  # recalibrated: R - b (or (R - b) / (s + 1e-6))
+
+
+def recalibrate(ret: float, b: float, s: float, std_normalize: bool) -> float:
+    """``A~ = R - b``, or ``(R - b) / (s + 1e-6)`` with std normalisation."""
+    return (ret - b) / (s + 1e-6) if std_normalize else ret - b
+
+
+class ReplayBuffer:
+    """One run's replay buffer in ``store``; every method is a short transaction."""
+
+    def __init__(self, store: TrajectoryStore, run_id: str, cfg: ReplayConfig) -> None:
+        self.store, self.run_id, self.cfg = store, run_id, cfg
+
+    def admit(self, group_ids: Sequence[int]) -> int:
+        """Admit the positive-advantage trajectories of these stored groups; returns how many."""
+        admitted = 0
+        with self.store.sessions.begin() as session:
+            for gid in group_ids:
+                group = session.get(GroupRow, gid)
+                if group is None or group.run_id != self.run_id:
+                    raise KeyError(f"run {self.run_id!r} has no group {gid}")
+                rets = [t.ret for t in group.trajectories]
+                session.add(
+                    BaselineRow(
+                        run_id=self.run_id,
+                        group_id=gid,
+                        step=group.step,
+                        mean=statistics.fmean(rets),
+                        std=statistics.pstdev(rets),
+                    )
+                )
+                for t in group.trajectories:
+                    if t.advantage > 0 and (t.tool_calls > 0 or not self.cfg.require_tool_use):
+                        session.add(
+                            ReplayRow(
+                                run_id=self.run_id,
+                                trajectory_id=t.id,
+                                policy_version=group.policy_version,
+                                step=group.step,
+                                ret=t.ret,
+                            )
+                        )
+                        admitted += 1
+            self._trim_baselines(session)
+        return admitted
+
+    def _trim_baselines(self, session) -> None:
+        keep = (
+            select(BaselineRow.id)
+            .where(BaselineRow.run_id == self.run_id)
+            .order_by(BaselineRow.id.desc())
+            .limit(self.cfg.baseline_entries)
+        )
+        session.execute(
+            delete(BaselineRow).where(
+                BaselineRow.run_id == self.run_id, BaselineRow.id.not_in(keep.scalar_subquery())
+            )
+        )
+
+    def evict(self, version: int) -> int:
+        """Drop entries more than ``tolerate_steps`` policy versions older than ``version``."""
+        oldest = version - self.cfg.tolerate_steps
+        with self.store.sessions.begin() as session:
+            result = session.execute(
+                delete(ReplayRow).where(
+                    ReplayRow.run_id == self.run_id, ReplayRow.policy_version < oldest
+                )
+            )
+        return result.rowcount
+
+    def baseline(self) -> tuple[float, float]:
+        """``(b, s)``: the medians of the baseline table's group means and stds (0, 0 if empty)."""
+        query = select(BaselineRow.mean, BaselineRow.std).where(BaselineRow.run_id == self.run_id)
+        with self.store.sessions() as session:
+            rows = session.execute(query).all()
+        if not rows:
+            return 0.0, 0.0
+        return statistics.median(r[0] for r in rows), statistics.median(r[1] for r in rows)
+
+    def recalibrated(self) -> list[tuple[int, float]]:
+        """``(trajectory id, A~)`` of every entry whose recalibrated advantage is >= 0."""
+        b, s = self.baseline()
+        query = select(ReplayRow.trajectory_id, ReplayRow.ret).where(
+            ReplayRow.run_id == self.run_id
+        )
+        with self.store.sessions() as session:
+            rows = session.execute(query.order_by(ReplayRow.id)).all()
+        scored = [(tid, recalibrate(ret, b, s, self.cfg.std_normalize)) for tid, ret in rows]
+        return [(tid, a) for tid, a in scored if a >= 0]
+
+    def __len__(self) -> int:
+        query = select(func.count(ReplayRow.id)).where(ReplayRow.run_id == self.run_id)
+        with self.store.sessions() as session:
+            return int(session.scalar(query) or 0)
+
+    def ready(self) -> bool:
+        """More than ``trigger_factor`` x ``batch_size`` admissible entries are held."""
+        return len(self.recalibrated()) > self.cfg.trigger_factor * self.cfg.batch_size
+
+    def take(self, rng: random.Random) -> list[ReplaySample]:
+        """A uniform sample (the largest power of two <= ``batch_size``), then clear the buffer."""
+        pool = self.recalibrated()
+        n = 1 << (min(len(pool), self.cfg.batch_size).bit_length() - 1) if pool else 0
+        chosen = rng.sample(pool, n)
+        samples = [self._sample(tid, adv) for tid, adv in chosen]
+        with self.store.sessions.begin() as session:
+            session.execute(delete(ReplayRow).where(ReplayRow.run_id == self.run_id))
+        return samples
+
+    def _sample(self, traj_id: int, advantage: float) -> ReplaySample:
+        _, gid, index = self.store.locate_trajectory(traj_id)
+        group = self.store.load_group(gid)
+        return ReplaySample(traj_id, group, group.trajectories[index], advantage)
+
+
+__all__ = ["ReplayBuffer", "ReplayConfig", "ReplaySample", "recalibrate"]
