@@ -7,6 +7,7 @@ command-line flags override the preset.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from typing import Literal
 
 from branchgym.agents.learner import LearnerConfig
 from branchgym.agents.model import TinyModelConfig
@@ -32,6 +33,7 @@ class RLConfig:
     tasks_per_step: int = 8
     std_normalize: bool = True  # False: Dr.GRPO advantages R - mean(R)
     drop_uniform_groups: bool = True  # groups whose returns are all equal carry no signal
+    attribution: Literal["soft", "hard"] = "soft"  # ARPO's advantage attribution on trees
 
 
 @dataclass(frozen=True)

@@ -237,7 +237,8 @@ def run_rl(learner, manager, store, run_id, policy, cfg: TrainConfig, bar, log) 
         ]
         store.write_groups(run_id, groups)
         useful = [g for g in groups if len(set(g.returns)) > 1 or not cfg.rl.drop_uniform_groups]
-        metrics = learner.rl_step(samples_from_groups(useful), rng) if useful else {}
+        samples = samples_from_groups(useful, cfg.rl.attribution)
+        metrics = learner.rl_step(samples, rng) if useful else {}
         policy.reset_cache()
         success = sum(t.won for g in groups for t in g.trajectories) / sum(
             len(g.trajectories) for g in groups

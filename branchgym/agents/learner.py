@@ -11,13 +11,22 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from transformers import PreTrainedModel
 
+from branchgym.agents.attribution import segment_advantages, segment_owners
 from branchgym.agents.hf import pad_batch, sequence_logprobs
-from branchgym.agents.losses import Aggregation, ppo_clip_loss
-from branchgym.trajectory import Group, flatten
+from branchgym.agents.losses import (
+    Aggregation,
+    UpperClip,
+    entropy_aware_advantages,
+    ppo_clip_loss,
+)
+from branchgym.trajectory import Group, SegmentKind, flatten
+
+Attribution = Literal["soft", "hard"]
 
 
 @dataclass(frozen=True)
@@ -28,6 +37,7 @@ class TokenSample:
     old_logprobs: tuple[float, ...]
     mask: tuple[bool, ...]
     advantage: float = 0.0
+    token_advantages: tuple[float, ...] | None = None  # per token; overrides ``advantage``
 
 
 @dataclass(frozen=True)
@@ -43,15 +53,43 @@ class LearnerConfig:
     eps_high: float = 0.28  # clip-higher, as ARPO / AEPO / DAPO use
     aggregation: Aggregation = "token-mean"
     max_grad_norm: float = 1.0
+    upper_clip: UpperClip = "hard"  # "entropy_balanced": AEPO's clipping
+    entropy_advantage: float = 0.0  # AEPO's a in A * (1 + a z(H)); 0 turns it off (AEPO: 0.2)
 
 
-def samples_from_groups(groups: Sequence[Group]) -> list[TokenSample]:
-    """Every trajectory of every group, with its stored advantage on each model token."""
+def samples_from_groups(
+    groups: Sequence[Group], attribution: Attribution = "soft"
+) -> list[TokenSample]:
+    """Every trajectory of every group as one sample.
+
+    ``soft``: the trajectory's advantage on each of its model tokens (a shared prefix is
+    trained once per path). ``hard``: each model segment is trained once, on the first path
+    through it, with the mean advantage of all paths through it (see ``attribution``).
+    """
     out = []
     for group in groups:
+        if attribution == "hard":
+            out += _hard_samples(group)
+            continue
         for traj in group.trajectories:
             ids, logps, mask = flatten(group, traj)
             out.append(TokenSample(tuple(ids), tuple(logps), tuple(mask), traj.advantage))
+    return out
+
+
+def _hard_samples(group: Group) -> list[TokenSample]:
+    advantages, owners = segment_advantages(group), segment_owners(group)
+    out = []
+    for i, traj in enumerate(group.trajectories):
+        ids, logps, mask, advs = [], [], [], []
+        for seg in group.path(traj):
+            n = len(seg.token_ids)
+            trained = seg.kind is SegmentKind.MODEL and owners[seg.id] == i
+            ids += seg.token_ids
+            logps += seg.logprobs if seg.kind is SegmentKind.MODEL else [0.0] * n
+            mask += [trained] * n
+            advs += [advantages.get(seg.id, 0.0)] * n
+        out.append(TokenSample(tuple(ids), tuple(logps), tuple(mask), 0.0, tuple(advs)))
     return out
 
 
@@ -113,14 +151,18 @@ class Learner:
         for micro in _chunks(batch, self.cfg.micro_batch_size):
             t = self._tensors(micro)
             logp, ent = sequence_logprobs(self.model, t["ids"], t["attn"], self.temperature)
+            adv = t["adv"]
+            if self.cfg.entropy_advantage:  # z over this micro-batch's valid tokens
+                adv = entropy_aware_advantages(adv, ent, t["mask"], self.cfg.entropy_advantage)
             loss, m = ppo_clip_loss(
                 logp,
                 t["old"],
-                t["adv"],
+                adv,
                 t["mask"],
                 eps_low=self.cfg.eps_low,
                 eps_high=self.cfg.eps_high,
                 aggregation=self.cfg.aggregation,
+                upper_clip=self.cfg.upper_clip,
             )
             n_tok = float(t["mask"].sum())
             (loss * n_tok / max(total, 1)).backward()
@@ -143,7 +185,10 @@ class Learner:
             n = len(s.ids) - 1
             old[i, :n] = torch.tensor(s.old_logprobs[1:])
             mask[i, :n] = torch.tensor(s.mask[1:], dtype=torch.float)
-        adv = torch.tensor([s.advantage for s in micro]).unsqueeze(-1).expand(-1, width)
+        adv = torch.zeros(len(micro), width)
+        for i, s in enumerate(micro):
+            n = len(s.ids) - 1
+            adv[i, :n] = torch.tensor(s.token_advantages[1:]) if s.token_advantages else s.advantage
         return {"ids": ids, "attn": attn, "old": old, "mask": mask, "adv": adv}
 
 

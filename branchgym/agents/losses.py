@@ -17,6 +17,7 @@ one documented difference in the ``"seq-mean-token-sum-norm"`` aggregation (see 
 
 from __future__ import annotations
 
+import math
 from typing import Literal, get_args
 
 import torch
@@ -24,11 +25,21 @@ from torch import Tensor
 
 __all__ = [
     "Aggregation",
+    "UpperClip",
     "aggregate",
+    "clip_cov_mask",
+    "entropy_aware_advantages",
     "grpo_advantages",
+    "kl_cov_mask",
     "low_var_kl",
     "ppo_clip_loss",
+    "sil_weight",
+    "token_covariance",
+    "tool_call_bonus",
 ]
+
+UpperClip = Literal["hard", "entropy_balanced"]
+"""PPO's upper clip: a constant (``hard``), or AEPO's stop-gradient form (see ``ppo_clip_loss``)."""
 
 Aggregation = Literal["token-mean", "seq-mean-token-mean", "seq-mean-token-sum-norm"]
 """How a per-token loss matrix is reduced to a scalar; see ``aggregate``."""
@@ -152,8 +163,13 @@ def ppo_clip_loss(
     eps_high: float = 0.2,
     dual_clip: float | None = None,
     aggregation: Aggregation = "token-mean",
+    upper_clip: UpperClip = "hard",
+    no_grad_mask: Tensor | None = None,
+    kl_cov_mask: Tensor | None = None,
+    kl_cov_beta: float = 1.0,
 ) -> tuple[Tensor, dict[str, float]]:
-    """PPO clipped surrogate loss, with clip-higher (DAPO) and optional dual clip (ARPO).
+    """PPO clipped surrogate loss, with clip-higher (DAPO), dual clip (ARPO), AEPO's
+    entropy-balanced clipping and the Clip-Cov / KL-Cov token selections.
 
     Per token, with ``rho = exp(logp_new - logp_old)`` (log-ratio clamped to [-20, 20] as verl
     does, so exp never overflows)::
@@ -170,6 +186,14 @@ def ppo_clip_loss(
 
     i.e. for ``A < 0`` the per-token loss is at most ``c * |A|``. The scalar loss is
     ``aggregate(l, mask, aggregation)``.
+
+    ``upper_clip="entropy_balanced"`` (AEPO) replaces the constant upper bound by
+    ``(1 + eps_high) / sg(rho) * rho``: the same value, but an upper-clipped token keeps a
+    gradient of weight ``(1 + eps_high)`` instead of none. The lower clip is unchanged.
+
+    ``no_grad_mask`` (Clip-Cov) marks tokens whose gradient is dropped (their value still
+    counts). ``kl_cov_mask`` (KL-Cov) marks tokens whose loss becomes
+    ``-A * rho + kl_cov_beta * |logp_new - logp_old|``, unclipped.
 
     Args:
         logp_new: ``[B, T]`` log-probs of the sampled tokens under the current policy (with grad).
@@ -200,6 +224,8 @@ def ppo_clip_loss(
 
     valid = mask.bool()
     logp_old = logp_old.detach()
+    if no_grad_mask is not None:
+        logp_new = torch.where(no_grad_mask.bool(), logp_new.detach(), logp_new)
     zeros = torch.zeros_like(logp_new)
     # Zero the masked positions before exp() so garbage there cannot produce inf/NaN values or
     # NaN gradients (where() alone would still backpropagate 0 * inf = NaN).
@@ -209,7 +235,7 @@ def ppo_clip_loss(
 
     ratio = torch.exp(log_ratio)
     pg_losses1 = -adv * ratio
-    pg_losses2 = -adv * torch.clamp(ratio, 1.0 - eps_low, 1.0 + eps_high)
+    pg_losses2 = -adv * _clipped_ratio(ratio, eps_low, eps_high, upper_clip)
     clip_pg_losses1 = torch.maximum(pg_losses1, pg_losses2)
 
     if dual_clip is not None:
@@ -221,6 +247,10 @@ def ppo_clip_loss(
         pg_losses = clip_pg_losses1
         dual_clipped = torch.zeros_like(valid)
 
+    if kl_cov_mask is not None:
+        kl_cov = kl_cov_mask.bool() & valid
+        pg_losses = torch.where(kl_cov, pg_losses1 + kl_cov_beta * log_ratio.abs(), pg_losses)
+
     loss = aggregate(pg_losses, valid, aggregation)
 
     with torch.no_grad():
@@ -231,6 +261,90 @@ def ppo_clip_loss(
             "dual_clip_frac": _masked_mean(dual_clipped.to(ratio.dtype), valid).item(),
         }
     return loss, metrics
+
+
+def _clipped_ratio(ratio: Tensor, eps_low: float, eps_high: float, upper: UpperClip) -> Tensor:
+    if upper == "hard":
+        return torch.clamp(ratio, 1.0 - eps_low, 1.0 + eps_high)
+    if upper != "entropy_balanced":
+        raise ValueError(f"unknown upper_clip {upper!r}; choose 'hard' or 'entropy_balanced'")
+    high = (1.0 + eps_high) / ratio.detach() * ratio  # value 1 + eps_high, gradient kept
+    upper_clipped = torch.where(ratio > 1.0 + eps_high, high, ratio)
+    return torch.where(ratio < 1.0 - eps_low, torch.full_like(ratio, 1.0 - eps_low), upper_clipped)
+
+
+def entropy_aware_advantages(
+    advantages: Tensor, entropy: Tensor, mask: Tensor, alpha: float = 0.2, eps: float = 1e-6
+) -> Tensor:
+    """AEPO's entropy-aware advantage: ``A(t) = A * (1 + alpha * z(H(t)))``.
+
+    ``z`` standardises the token entropies over the valid tokens of the batch (population
+    std); ``H`` is detached, so the advantage shapes the gradient but receives none. Masked
+    positions come back as 0.
+    """
+    advantages = advantages.expand_as(entropy)
+    valid = mask.bool()
+    h = entropy.detach()
+    mu = _masked_mean(h, valid)
+    sd = _masked_mean((h - mu) ** 2, valid).sqrt()
+    z = torch.where(valid, (h - mu) / (sd + eps), torch.zeros_like(h))
+    return torch.where(valid, advantages * (1.0 + alpha * z), torch.zeros_like(h))
+
+
+def token_covariance(advantages: Tensor, logp: Tensor, mask: Tensor) -> Tensor:
+    """``Cov_t = (A_t - mean A) * (logp_t - mean logp)`` over the valid tokens (0 elsewhere)."""
+    advantages = advantages.expand_as(logp)
+    valid = mask.bool()
+    a, lp = advantages.detach(), logp.detach()
+    cov = (a - _masked_mean(a, valid)) * (lp - _masked_mean(lp, valid))
+    return torch.where(valid, cov, torch.zeros_like(cov))
+
+
+def clip_cov_mask(
+    cov: Tensor,
+    mask: Tensor,
+    ratio: float = 2e-4,
+    lb: float = 1.0,
+    ub: float = 5.0,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """Clip-Cov: ``max(1, floor(ratio * N))`` random valid tokens with ``lb < Cov < ub``.
+
+    ``N`` is the number of valid tokens; fewer are chosen when fewer qualify. The result is
+    the ``no_grad_mask`` of ``ppo_clip_loss``.
+    """
+    valid = mask.bool()
+    candidates = (valid & (cov > lb) & (cov < ub)).flatten().nonzero().squeeze(-1)
+    n = min(max(1, int(ratio * int(valid.sum()))), candidates.numel())
+    chosen = candidates[torch.randperm(candidates.numel(), generator=generator)[:n]]
+    out = torch.zeros(cov.numel(), dtype=torch.bool)
+    out[chosen] = True
+    return out.view_as(cov)
+
+
+def kl_cov_mask(cov: Tensor, mask: Tensor, ratio: float = 2e-3) -> Tensor:
+    """KL-Cov: the ``floor(ratio * N)`` valid tokens with the largest covariance."""
+    valid = mask.bool()
+    k = int(ratio * int(valid.sum()))
+    out = torch.zeros(cov.numel(), dtype=torch.bool)
+    if k:
+        scores = torch.where(valid, cov, torch.full_like(cov, -torch.inf)).flatten()
+        out[scores.topk(k).indices] = True
+    return out.view_as(cov)
+
+
+def sil_weight(step: int, c: float = 1.0, warmup: int = 200) -> float:
+    """SPEAR's self-imitation weight: ``c * (1 - cos(pi * t / T)) / 2`` up to ``T``, then ``c``."""
+    if step >= warmup:
+        return c
+    return c * (1.0 - math.cos(math.pi * step / warmup)) / 2.0
+
+
+def tool_call_bonus(tool_calls: int, step: int, horizon: int = 200) -> float:
+    """SPEAR's intrinsic reward: ``mu(t) * min(1, 0.1 * n)``, ``mu(t) = (cos(pi t / T) + 1) / 2``
+    up to ``T`` and 0 after, so tool use is encouraged early and left to the task later."""
+    mu = (math.cos(math.pi * step / horizon) + 1.0) / 2.0 if step <= horizon else 0.0
+    return mu * min(1.0, 0.1 * tool_calls)
 
 
 def low_var_kl(logp: Tensor, logp_ref: Tensor) -> Tensor:
