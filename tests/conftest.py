@@ -53,3 +53,12 @@ def build_tiny_lm(tok, cfg: TinyModelConfig = TINY, seed: int = 0):
 @pytest.fixture
 def tiny_lm(tiny_tok):
     return build_tiny_lm(tiny_tok)
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    """A real PostgreSQL server for the session (marker ``postgres``)."""
+    from tests.pg import postgres_server
+
+    with postgres_server() as url:
+        yield url
