@@ -300,6 +300,37 @@ def replay(
         raise typer.Exit(1)
 
 
+@app.command()
+def view(
+    db: Annotated[str, typer.Option(help="SQLAlchemy URL of the store")] = "sqlite:///branchgym.db",
+    port: Annotated[int, typer.Option(help="port on 127.0.0.1")] = 8765,
+    tokenizer: Annotated[
+        str | None, typer.Option(help="a policy folder: show each token's text in the heat map")
+    ] = None,
+) -> None:
+    """Serve the read-only trajectory viewer on http://127.0.0.1:PORT (runs, trees, entropy)."""
+    try:
+        import uvicorn
+
+        from branchgym.viewer import create_app
+    except ImportError as exc:
+        console.print(
+            f"[red]error:[/red] the viewer needs: pip install 'branchgym[viewer]' ({exc})"
+        )
+        raise typer.Exit(2) from exc
+    tok = None
+    if tokenizer:
+        from transformers import AutoTokenizer
+
+        tok = AutoTokenizer.from_pretrained(tokenizer)
+    try:
+        web = create_app(db, tok)
+    except Exception as exc:
+        _fail(exc)
+    console.print(f"branchgym viewer on http://127.0.0.1:{port} (read-only; Ctrl-C stops it)")
+    uvicorn.run(web, host="127.0.0.1", port=port, log_level="warning")
+
+
 def main() -> None:
     app()
 

@@ -21,7 +21,7 @@ WRITERS, GROUPS_EACH = 4, 25
 
 
 def fresh_db(url: str) -> str:
-    """A new database on the server, so tests do not see each other's rows."""
+    """A new, empty database on the server (no tables yet), so tests do not share rows."""
     name = f"t_{uuid.uuid4().hex[:10]}"
     with TrajectoryStore(url) as store, store.engine.connect() as conn:
         conn.execution_options(isolation_level="AUTOCOMMIT").execute(
@@ -42,9 +42,10 @@ def test_tree_round_trip(postgres_url):
     ]
 
 
-def _writer(url: str, worker: int) -> None:
+def _writer(url: str, worker: int, start) -> None:
     from dataclasses import replace
 
+    start.wait()  # all four open the fresh database at once: tables are created in a race
     with TrajectoryStore(url) as store:
         store.create_run("shared", {})  # every writer races to create the same run
         for step in range(GROUPS_EACH):
@@ -54,7 +55,8 @@ def _writer(url: str, worker: int) -> None:
 def test_four_writer_processes_lose_and_duplicate_nothing(postgres_url):
     url = fresh_db(postgres_url)
     ctx = mp.get_context("spawn")
-    procs = [ctx.Process(target=_writer, args=(url, w)) for w in range(WRITERS)]
+    start = ctx.Barrier(WRITERS)
+    procs = [ctx.Process(target=_writer, args=(url, w, start)) for w in range(WRITERS)]
     for p in procs:
         p.start()
     for p in procs:

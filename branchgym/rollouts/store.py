@@ -32,7 +32,7 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, func, select
+from sqlalchemy import Engine, create_engine, event, func, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import selectinload, sessionmaker
@@ -103,13 +103,26 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
         cursor.close()
 
 
+_SCHEMA_LOCK = 0x6272_6E63  # PostgreSQL advisory lock key ("brnc") held while creating tables
+
+
+def _create_tables(engine: Engine) -> None:
+    """Create missing tables. Several writers may open a fresh database at once: PostgreSQL
+    would race on ``CREATE TABLE`` (duplicate-type errors), so there the creation runs under a
+    transaction-scoped advisory lock; SQLite serialises schema changes by itself."""
+    with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK})
+        Base.metadata.create_all(conn)
+
+
 def _open_engine(url: str) -> Engine:
     """Create the engine and the tables, turning every failure into a clear ``StoreError``."""
     try:
         engine = create_engine(url)
         if engine.dialect.name == "sqlite":
             event.listen(engine, "connect", _sqlite_pragmas)
-        Base.metadata.create_all(engine)
+        _create_tables(engine)
     except (SQLAlchemyError, ImportError, ValueError) as exc:
         reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
         raise StoreError(f"cannot open trajectory store at {_safe_url(url)!r} ({reason})") from exc
