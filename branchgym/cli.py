@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 app = typer.Typer(help="Train tool-using LLM agents with branching RL.", no_args_is_help=True)
 console = Console()
@@ -115,6 +116,9 @@ def rollout(
 
     if algo not in ("grpo", "arpo", "aepo"):
         raise typer.BadParameter(f"unknown algorithm {algo!r}; choose grpo, arpo or aepo")
+    for name, value in (("--n", n), ("--tasks", tasks), ("--max-turns", max_turns)):
+        if value < 1:
+            raise typer.BadParameter(f"must be at least 1, got {value}", param_hint=name)
     try:
         kwargs = json.loads(env_kwargs)
         assert isinstance(kwargs, dict)
@@ -158,11 +162,25 @@ def _fail(exc: Exception) -> None:
         BranchingUnsupported,
         ValueError,
         KeyError,
+        OSError,
     )
     if not isinstance(exc, known):
         raise exc
-    console.print(f"[red]error:[/red] {exc}", markup=True, highlight=False)
+    message = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
+    console.print(f"[red]error:[/red] {escape(message)}", highlight=False)
     raise typer.Exit(2)
+
+
+def _load_tokenizer(path: str | None):
+    """A policy folder's tokenizer, or None; a bad folder is a ValueError naming it."""
+    if not path:
+        return None
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(path)
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"cannot load a tokenizer from {path!r} (--tokenizer)") from exc
 
 
 @app.command()
@@ -241,12 +259,9 @@ def show(
     from branchgym.inspection import show as render
     from branchgym.rollouts.store import TrajectoryStore
 
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     try:
-        tok = None
-        if tokenizer:
-            from transformers import AutoTokenizer
-
-            tok = AutoTokenizer.from_pretrained(tokenizer)
+        tok = _load_tokenizer(tokenizer)
         with TrajectoryStore(db) as store:
             run_id, gid, index = store.locate_trajectory(traj)
             group = store.load_group(gid)
@@ -294,6 +309,8 @@ def replay(
     for r in results:
         status = "[green]matches[/green]" if r.ok else "[red]DIFFERS[/red]"
         console.print(f"trajectory {r.trajectory}: {r.steps} steps replayed, {status}")
+        if r.note:
+            console.print(f"  {r.note}", markup=False)
         for problem in r.mismatches:
             console.print(f"  {problem}", markup=False)
     if not all(r.ok for r in results):
@@ -318,12 +335,9 @@ def view(
             f"[red]error:[/red] the viewer needs: pip install 'branchgym[viewer]' ({exc})"
         )
         raise typer.Exit(2) from exc
-    tok = None
-    if tokenizer:
-        from transformers import AutoTokenizer
-
-        tok = AutoTokenizer.from_pretrained(tokenizer)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     try:
+        tok = _load_tokenizer(tokenizer)
         web = create_app(db, tok)
     except Exception as exc:
         _fail(exc)

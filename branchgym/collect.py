@@ -89,7 +89,10 @@ def collect(cfg: CollectConfig, progress=None) -> dict:
             env = envs.make(cfg.env_id, **cfg.env_kwargs)
         return RestateInstruction(env) if cfg.restate_instruction else env
 
-    make_env().close()  # an unknown id or a broken env fails here, before the store is touched
+    try:  # an unknown id or bad keyword arguments fail here, before the store is touched
+        make_env().close()
+    except TypeError as exc:
+        raise ValueError(f"cannot make {cfg.env_id} with {cfg.env_kwargs}: {exc}") from exc
     if cfg.algo != "grpo":
         require_snapshots(make_env, cfg.algo)
     model, tokenizer = build_policy_model(

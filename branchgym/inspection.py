@@ -18,6 +18,7 @@ from rich.console import Group as Renderables
 from rich.text import Text
 
 from branchgym import envs
+from branchgym.collect import import_modules
 from branchgym.envs.wrappers import RestateInstruction
 from branchgym.rollouts.store import TrajectoryStore
 from branchgym.trajectory import EndReason, Group, Segment, SegmentKind, Trajectory
@@ -124,11 +125,16 @@ def write_export(records: Iterator[dict], out: Path, fmt: str) -> int:
 
 @dataclass(frozen=True)
 class ReplayResult:
-    """What a replay checked, and every way the fresh run differed from the stored one."""
+    """What a replay checked, and every way the fresh run differed from the stored one.
+
+    A stored path that ended with ``env_error`` / ``tool_error`` is replayed up to the failed
+    call; ``note`` says so (that is not a mismatch).
+    """
 
     trajectory: int
     steps: int
     mismatches: list[str] = field(default_factory=list)
+    note: str = ""
 
     @property
     def ok(self) -> bool:
@@ -136,8 +142,7 @@ class ReplayResult:
 
 
 def _make_env(config: dict, env_id: str):
-    for name in config.get("imports", ()):  # run configs of `branchgym rollout --import`
-        __import__(name)
+    import_modules(config.get("imports", ()))  # run configs of `branchgym rollout --import`
     env = envs.make(env_id, **config.get("env_kwargs", {}))
     return RestateInstruction(env) if config.get("restate_instruction") else env
 
@@ -148,18 +153,30 @@ def replay(store: TrajectoryStore, traj_id: int) -> ReplayResult:
     group = store.load_group(gid)
     traj = group.trajectories[index]
     env = _make_env(store.run_config(run_id), group.task.env_id)
+    try:
+        return _replay_path(env, group, traj, traj_id)
+    finally:
+        env.close()
+
+
+def _replay_path(env, group: Group, traj: Trajectory, traj_id: int) -> ReplayResult:
     path = list(group.path(traj))
     problems: list[str] = []
+    if not path[0].token_ids:  # the stored reset itself failed
+        return ReplayResult(traj_id, 0, [], f"the stored run failed to reset: {path[0].text}")
     obs, _ = env.reset(seed=group.task.seed, options={"task": group.task})
     if obs != path[0].text:
         problems.append(f"reset: observation differs:\n  stored {path[0].text!r}\n  fresh  {obs!r}")
-    ret, steps = 0.0, 0
+    ret, steps, note = 0.0, 0, ""
     for i in range(1, len(path), 2):
         act, result = path[i], path[i + 1] if i + 1 < len(path) else None
+        if act.kind is not SegmentKind.MODEL:  # an error node where a turn would be
+            note = f"the stored path ended with an error after turn {steps}: {act.text}"
+            break
         if result is None and traj.end_reason is EndReason.LENGTH:
             break  # the last action was cut off by the token budget: it never reached the env
-        if result is not None and result.kind is SegmentKind.ENV and not result.token_ids:
-            problems.append(f"turn {steps + 1}: stored run ended with an error: {result.text}")
+        if result is not None and not result.token_ids:
+            note = f"the stored call of turn {steps + 1} failed: {result.text}"
             break
         obs, reward, terminated, _, _ = env.step(act.text.strip())
         ret += float(reward)
@@ -172,5 +189,4 @@ def replay(store: TrajectoryStore, traj_id: int) -> ReplayResult:
             problems.append(f"turn {steps}: the fresh episode terminated={terminated}")
     if abs(ret - traj.ret) > 1e-6:
         problems.append(f"return differs: stored {traj.ret}, fresh {ret}")
-    env.close()
-    return ReplayResult(traj_id, steps, problems)
+    return ReplayResult(traj_id, steps, problems, note)

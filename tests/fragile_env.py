@@ -22,6 +22,8 @@ class Fragile(gym.Env[str, str]):
             os._exit(3)
         if action == "hang":
             time.sleep(600)
+        if action == "unpicklable":
+            return "x", 0.0, False, False, {"f": lambda: 0}
         return f"you said {action}", 0.0, False, False, {}
 
     def snapshot(self):
@@ -31,5 +33,13 @@ class Fragile(gym.Env[str, str]):
         pass
 
 
+class Plain(Fragile):
+    """The same, without snapshot() / restore()."""
+
+    snapshot = None  # type: ignore[assignment]
+    restore = None  # type: ignore[assignment]
+
+
 if "test/Fragile-v0" not in gym.registry:
     gym.register("test/Fragile-v0", entry_point=Fragile)
+    gym.register("test/Plain-v0", entry_point=Plain)

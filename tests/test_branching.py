@@ -355,3 +355,36 @@ def test_a_tool_error_is_told_apart_from_an_env_error(codec):
     assert "tool error: ToolError('search backend is down')" in (
         group.segments[group.trajectories[1].leaf_id].text
     )
+
+
+def test_env_calls_threads_are_released_after_each_rollout(codec):
+    import threading
+
+    before = threading.active_count()
+    for _ in range(5):
+        run(codec, {}, algo="grpo", samples_per_task=2, max_turns=1)
+    assert threading.active_count() <= before + 1
+
+
+def test_aepo_spends_the_budget_when_the_probe_leaves_one_full_sample(codec):
+    # Probe: after-tool entropy 3 vs first turn 1: m = round(2 * sigmoid(-1)) = round(0.54) = 1,
+    # so the kept probe is the only full sample; with nothing left to branch from, the other
+    # slot becomes a fresh sample instead of being lost.
+    table = {(0, t): 3.0 for t in range(2, 5)}
+    aepo = AEPOConfig(budget=2, k=2, normalize=False)
+    *_, (group,) = run(codec, table, algo="aepo", aepo=aepo, max_turns=2)
+    assert len(group.trajectories) == 2
+
+
+class SlowSnapshot(LogEnv):
+    def snapshot(self):
+        time.sleep(5)
+        return super().snapshot()
+
+
+def test_a_snapshot_that_hangs_ends_the_parent_and_its_branch(codec):
+    cfg = {"arpo": arpo(budget=3, initial=2), "env_timeout": 0.5}
+    *_, (group,) = run(codec, {(0, 2): 2.0}, env=SlowSnapshot, **cfg)
+    ends = [t.end_reason for t in group.trajectories]
+    assert ends == [EndReason.ENV_ERROR, EndReason.TURN_LIMIT, EndReason.ENV_ERROR]
+    assert "took over 0.5 s" in group.segments[group.trajectories[0].leaf_id].text

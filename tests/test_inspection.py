@@ -19,6 +19,7 @@ from branchgym.rollouts.manager import RolloutConfig, RolloutManager
 from branchgym.rollouts.schema import SegmentRow
 from branchgym.rollouts.store import TrajectoryStore
 from branchgym.tasks.suite import task_refs
+from branchgym.trajectory import EndReason, Group, Segment, SegmentKind, TaskRef, Trajectory
 
 runner = CliRunner()
 CONFIGS = {
@@ -133,3 +134,56 @@ def test_export_sft_ready_records(stored, tmp_path, fmt):
         assert row["env_id"] == "branchgym/SearchQA-v0" and row["run"] == "SearchQA-v0"
     result = runner.invoke(app, ["export", "nope", "--out", str(out), "--db", stored])
     assert result.exit_code == 2 and "nope" in result.output
+
+
+def _error_group(error_after_result: bool) -> Group:
+    """A Fragile-v0 path whose last call failed: the error node follows a turn or a result."""
+
+    def m(i, parent, text):
+        return Segment(i, parent, SegmentKind.MODEL, (5,), text, (-0.1,), (0.2,))
+
+    segs = [
+        Segment(0, None, SegmentKind.ENV, (1,), "ready"),
+        m(1, 0, " hi"),
+        Segment(2, 1, SegmentKind.ENV, (2,), "you said hi"),
+    ]
+    if error_after_result:  # a branch whose restore failed: no second turn
+        segs.append(Segment(3, 2, SegmentKind.ENV, (), "branch restore failed: boom"))
+    else:  # the second call failed
+        segs += [m(3, 2, " hang"), Segment(4, 3, SegmentKind.ENV, (), "environment error: ...")]
+    leaf = len(segs) - 1
+    traj = Trajectory(leaf, tuple(range(len(segs))), 0.0, EndReason.ENV_ERROR, n_turns=2)
+    return Group(TaskRef("test/Fragile-v0", 0), 0, 0, tuple(segs), (traj,))
+
+
+@pytest.mark.parametrize("after_result", [False, True])
+def test_replay_stops_at_a_stored_error_without_calling_it_a_difference(tmp_path, after_result):
+    url = f"sqlite:///{tmp_path / 'e.db'}"
+    with TrajectoryStore(url) as store:
+        store.create_run("e", {"imports": ["tests.fragile_env"]})
+        store.write_group("e", _error_group(after_result))
+    result = runner.invoke(app, ["replay", "1", "--db", url])
+    assert result.exit_code == 0, result.output
+    assert "1 steps replayed, matches" in result.output
+    assert "ended with an error" in result.output or "failed" in result.output
+
+
+def test_cli_bad_input_is_one_readable_line(stored, tmp_path):
+    cases = [
+        (["rollout", "--env-kwargs", '{"bogus": 1}', "--db", stored], "cannot make"),
+        (["rollout", "--n", "0", "--db", stored], "must be at least 1"),
+        (
+            ["export", "SearchQA-v0", "--out", str(tmp_path / "no" / "x.jsonl"), "--db", stored],
+            "No such file",
+        ),
+        (
+            ["show", "1", "--tokenizer", str(tmp_path / "nope"), "--db", stored],
+            "cannot load a tokenizer",
+        ),
+        (["inspect", "[bold]x[/x]", "--db", stored], "no run '[bold]x[/x]'"),
+    ]
+    for args, message in cases:
+        result = runner.invoke(app, args)
+        assert result.exit_code == 2, (args, result.output)
+        assert message in " ".join(result.output.split()), (args, result.output)
+        assert "Traceback" not in result.output

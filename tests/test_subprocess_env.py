@@ -124,3 +124,25 @@ def test_arpo_branches_household_in_subprocesses(tiny_tok, codec, tiny_lm):
     groups = manager.rollout(task_refs(HOUSEHOLD, "train", 2))
     assert [len(g.trajectories) for g in groups] == [4, 4]
     assert all(t.end_reason is not EndReason.ENV_ERROR for g in groups for t in g.trajectories)
+
+
+def test_branching_a_subprocess_env_without_snapshot_is_refused(codec):
+    from branchgym.rollouts.manager import BranchingUnsupported
+
+    cfg = RolloutConfig(algo="arpo", max_turns=2)
+    manager = RolloutManager(
+        lambda: SubprocessEnv("test/Plain-v0", imports=FRAGILE), ScriptedPolicy(None), codec, cfg
+    )
+    with pytest.raises(BranchingUnsupported, match="snapshot"):
+        manager.rollout(task_refs("test/Plain-v0", "train", 1))
+
+
+def test_a_result_that_does_not_pickle_is_an_error_not_a_dead_process():
+    env = SubprocessEnv("test/Fragile-v0", imports=FRAGILE)
+    try:
+        env.reset()
+        with pytest.raises(Exception, match=r"pickle|lambda"):
+            env.step("unpicklable")
+        assert env.step("hi")[0] == "you said hi"  # still serving
+    finally:
+        env.close()

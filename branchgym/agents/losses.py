@@ -317,7 +317,7 @@ def clip_cov_mask(
     candidates = (valid & (cov > lb) & (cov < ub)).flatten().nonzero().squeeze(-1)
     n = min(max(1, int(ratio * int(valid.sum()))), candidates.numel())
     chosen = candidates[torch.randperm(candidates.numel(), generator=generator)[:n]]
-    out = torch.zeros(cov.numel(), dtype=torch.bool)
+    out = torch.zeros(cov.numel(), dtype=torch.bool, device=cov.device)
     out[chosen] = True
     return out.view_as(cov)
 
@@ -326,7 +326,7 @@ def kl_cov_mask(cov: Tensor, mask: Tensor, ratio: float = 2e-3) -> Tensor:
     """KL-Cov: the ``floor(ratio * N)`` valid tokens with the largest covariance."""
     valid = mask.bool()
     k = int(ratio * int(valid.sum()))
-    out = torch.zeros(cov.numel(), dtype=torch.bool)
+    out = torch.zeros(cov.numel(), dtype=torch.bool, device=cov.device)
     if k:
         scores = torch.where(valid, cov, torch.full_like(cov, -torch.inf)).flatten()
         out[scores.topk(k).indices] = True

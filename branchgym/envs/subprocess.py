@@ -52,7 +52,7 @@ def _serve(conn: Connection, env_id: str, kwargs: dict, imports: tuple[str, ...]
     except Exception as exc:
         conn.send((False, _portable(exc)))
         return
-    conn.send((True, None))
+    conn.send((True, _can_snapshot(env)))
     while True:
         method, args, kwargs = conn.recv()
         try:
@@ -60,12 +60,20 @@ def _serve(conn: Connection, env_id: str, kwargs: dict, imports: tuple[str, ...]
                 result = env.get_wrapper_attr(method)(*args)
             else:
                 result = getattr(env, method)(*args, **kwargs)
-        except Exception as exc:
-            conn.send((False, _portable(exc)))
-        else:
             conn.send((True, result))
+        except Exception as exc:  # raised by the env, or a result that does not pickle
+            conn.send((False, _portable(exc)))
         if method == "close":
             return
+
+
+def _can_snapshot(env: gym.Env) -> bool:
+    try:
+        return callable(env.get_wrapper_attr("snapshot")) and callable(
+            env.get_wrapper_attr("restore")
+        )
+    except AttributeError:
+        return False
 
 
 def _portable(exc: Exception) -> Exception:
@@ -97,7 +105,8 @@ class SubprocessEnv(gym.Env[str, str]):
         self._proc.start()
         child.close()
         self._closed = False
-        self._receive()  # raises here if the environment could not be made
+        # raises here if the environment could not be made; else: can it snapshot?
+        self.supports_snapshot: bool = self._receive()
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         return self._call("reset", seed=seed, options=options)

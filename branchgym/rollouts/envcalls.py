@@ -32,6 +32,7 @@ class EnvCalls:
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._started: dict[Future, float] = {}
         self._lock = threading.Lock()
+        self._workers = 0
         for _ in range(workers):
             self._spawn()
 
@@ -58,12 +59,27 @@ class EnvCalls:
                 fut.set_exception(EnvTimeout(f"environment call took over {self.timeout:g} s"))
         return late
 
+    def close(self) -> None:
+        """Stop the idle workers (a worker stuck in a hung call stays lost, as a daemon)."""
+        for _ in range(self._workers):
+            self._queue.put(None)
+
+    def __enter__(self) -> EnvCalls:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def _spawn(self) -> None:
+        self._workers += 1
         threading.Thread(target=self._work, daemon=True, name="branchgym-env").start()
 
     def _work(self) -> None:
         while True:
-            call, fut = self._queue.get()
+            item = self._queue.get()
+            if item is None:
+                return
+            call, fut = item
             if not fut.set_running_or_notify_cancel():
                 continue
             with self._lock:

@@ -35,13 +35,14 @@ from branchgym.agents.protocol import TurnCodec
 from branchgym.envs.errors import ToolError
 from branchgym.rollouts import branching as rules
 from branchgym.rollouts.branching import AEPOConfig, ARPOConfig
-from branchgym.rollouts.envcalls import EnvCalls
+from branchgym.rollouts.envcalls import EnvCalls, EnvTimeout
 from branchgym.rollouts.metrics import entropy_profile
 from branchgym.trajectory import EndReason, Group, Segment, SegmentKind, TaskRef, Trajectory
 
 EnvFactory = Callable[[], gym.Env]
 Algo = Literal["grpo", "arpo", "aepo"]
 _path_counter = itertools.count()
+_HISTORY_CAP = 100_000  # AEPO pre-monitoring statistics kept, most recent tasks first
 
 
 class BranchingUnsupported(TypeError):
@@ -134,21 +135,24 @@ class RolloutManager:
     def rollout(self, tasks: Sequence[TaskRef], step: int = 0, version: int = 0) -> list[Group]:
         """One tree per task, as one ``Group`` per task in the order given."""
         trees = [_Tree(task) for task in tasks]
-        calls = EnvCalls(self.cfg.env_workers, self.cfg.env_timeout)
-        try:
-            if self.cfg.algo != "grpo":
-                require_snapshots(self.env_factory, self.cfg.algo)
-            if self.cfg.algo == "aepo":
-                self._pre_monitor(trees, calls)
-            else:
-                self._plan(trees)
-            self._run(trees, calls)
-        finally:
-            self._close(trees, calls)
+        if self.cfg.algo != "grpo":
+            require_snapshots(self.env_factory, self.cfg.algo)
+        with EnvCalls(self.cfg.env_workers, self.cfg.env_timeout) as calls:
+            try:
+                if self.cfg.algo == "aepo":
+                    self._pre_monitor(trees, calls)
+                else:
+                    self._plan(trees)
+                self._run(trees, calls)
+            finally:
+                self._close(trees, calls)
         groups = [self._group(tree, step, version) for tree in trees]
         if self.cfg.algo == "aepo":
             for group in groups:
+                self._history.pop(group.task, None)  # re-insert: the dict stays oldest-first
                 self._history[group.task] = entropy_profile(group.segments, self.cfg.aepo.k)
+            while len(self._history) > _HISTORY_CAP:
+                del self._history[next(iter(self._history))]
         return groups
 
     # -- budgets -----------------------------------------------------------------------------
@@ -186,17 +190,24 @@ class RolloutManager:
     # -- the turn loop -----------------------------------------------------------------------
 
     def _run(self, trees: list[_Tree], calls: EnvCalls) -> None:
-        self._refill(trees, calls)
-        while active := [p for t in trees for p in t.paths if p.end is None]:
+        while True:
+            self._refill(trees, calls)
+            active = [p for t in trees for p in t.paths if p.end is None]
+            if not active:
+                if any(t.full_left + t.branch_left for t in trees):
+                    continue  # nothing left to branch from: the next refill spends the budget
+                return
             gens = self.policy.generate([self._request(p) for p in active])
             for path, gen in zip(active, gens, strict=True):
                 self._record(path, gen)
             branches = self._branch(trees, active, gens)
             self._step(active, branches, calls)
-            self._refill(trees, calls)
 
     def _refill(self, trees: list[_Tree], calls: EnvCalls) -> None:
-        """Start the phase's full samples, and spend budget left in finished trees on more."""
+        """Start the phase's full samples, and spend budget left in finished trees on more.
+
+        Each tree refills at most twice per phase (its full samples, then its unspent branch
+        slots), so ``_run`` always ends."""
         fresh: list[_Path] = []
         for tree in trees:
             if any(p.end is None for p in tree.paths):
@@ -220,6 +231,8 @@ class RolloutManager:
         def call() -> tuple[gym.Env, str]:
             env = self.env_factory()
             path.env = env  # closed at the end even if reset fails
+            if path.end is not None:  # the call timed out meanwhile: nobody will close it
+                env.close()
             obs, _ = env.reset(seed=path.tree.task.seed, options={"task": path.tree.task})
             return env, obs
 
@@ -325,6 +338,9 @@ class RolloutManager:
         snaps = calls.run([lambda p=b.parent: _snapshot(p.env) for b in branches])
         work: list[tuple[_Path, Callable[[], Any], Callable[[_Path, Any], None]]] = []
         for branch, snap in zip(branches, snaps, strict=True):
+            if isinstance(snap, EnvTimeout):  # its env may still be busy: it cannot step either
+                branch.parent.end = EndReason.ENV_ERROR
+                branch.parent.add(SegmentKind.ENV, (), f"environment error: {snap!r}")
             for child in branch.children:
                 if isinstance(snap, BaseException):
                     child.end, child.error = EndReason.ENV_ERROR, f"snapshot failed: {snap!r}"
@@ -373,6 +389,8 @@ class RolloutManager:
         def call() -> gym.Env:
             env = self.env_factory()
             child.env = env
+            if child.end is not None:  # timed out meanwhile
+                env.close()
             env.reset(seed=child.tree.task.seed, options={"task": child.tree.task})
             env.get_wrapper_attr("restore")(snap)
             return env
@@ -459,12 +477,17 @@ def require_snapshots(env_factory: EnvFactory, algo: str) -> None:
 
 
 def _has_snapshot(env: gym.Env) -> bool:
+    """Both methods exist, and a proxy (``SubprocessEnv``) says the env behind it has them."""
     try:
-        return callable(env.get_wrapper_attr("snapshot")) and callable(
+        methods = callable(env.get_wrapper_attr("snapshot")) and callable(
             env.get_wrapper_attr("restore")
         )
     except AttributeError:
         return False
+    try:
+        return methods and bool(env.get_wrapper_attr("supports_snapshot"))
+    except AttributeError:
+        return methods
 
 
 def _snapshot(env: gym.Env | None) -> Any:

@@ -151,14 +151,31 @@ class ReplayBuffer:
         return len(self.recalibrated()) > self.cfg.trigger_factor * self.cfg.batch_size
 
     def take(self, rng: random.Random) -> list[ReplaySample]:
-        """A uniform sample (the largest power of two <= ``batch_size``), then clear the buffer."""
-        pool = self.recalibrated()
-        n = 1 << (min(len(pool), self.cfg.batch_size).bit_length() - 1) if pool else 0
-        chosen = rng.sample(pool, n)
-        samples = [self._sample(tid, adv) for tid, adv in chosen]
+        """A uniform sample (the largest power of two <= ``batch_size``), then clear the buffer.
+
+        Reading and clearing are one transaction, and only the entries read are cleared, so an
+        entry admitted meanwhile by another worker stays; on PostgreSQL the rows are locked, so
+        two workers never take the same entries.
+        """
+        b, s = self.baseline()
+        query = (
+            select(ReplayRow.id, ReplayRow.trajectory_id, ReplayRow.ret)
+            .where(ReplayRow.run_id == self.run_id)
+            .order_by(ReplayRow.id)
+            .with_for_update()
+        )
         with self.store.sessions.begin() as session:
-            session.execute(delete(ReplayRow).where(ReplayRow.run_id == self.run_id))
-        return samples
+            rows = session.execute(query).all()
+            pool = [
+                (tid, a)
+                for _, tid, ret in rows
+                if (a := recalibrate(ret, b, s, self.cfg.std_normalize)) >= 0
+            ]
+            n = 1 << (min(len(pool), self.cfg.batch_size).bit_length() - 1) if pool else 0
+            chosen = rng.sample(pool, n)
+            seen = [rid for rid, _, _ in rows]
+            session.execute(delete(ReplayRow).where(ReplayRow.id.in_(seen)))
+        return [self._sample(tid, adv) for tid, adv in chosen]
 
     def _sample(self, traj_id: int, advantage: float) -> ReplaySample:
         _, gid, index = self.store.locate_trajectory(traj_id)

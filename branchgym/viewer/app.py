@@ -144,8 +144,9 @@ def create_app(db_url: str, tokenizer: Any = None) -> Starlette:
             g = store.load_group(gid)
         except KeyError:
             return _page("base", 404, title=f"no group {gid}")
-        run_id = store.locate_trajectory(store.trajectory_ids(gid)[0])[0]
-        roots = _nodes(g, store.trajectory_ids(gid))
+        tids = store.trajectory_ids(gid)
+        run_id = store.locate_trajectory(tids[0])[0] if tids else "?"
+        roots = _nodes(g, tids)
         return _page(
             "group", title=f"group {gid}", run=run_id, step=g.step, task=g.task, roots=roots
         )
