@@ -58,7 +58,7 @@ def tiny_lm(tiny_tok):
 @pytest.fixture(scope="session")
 def postgres_url():
     """A real PostgreSQL server for the session (marker ``postgres``)."""
-    from tests.pg import postgres_server
+    from branchgym.testing import postgres_server
 
     with postgres_server() as url:
         yield url

@@ -217,3 +217,13 @@ def test_bench_names_what_exists():
     assert result.exit_code == 2 and "branching" in result.output
     result = runner.invoke(app, ["bench", "branching", "--set", "bogus=1"])
     assert result.exit_code == 2 and "tasks" in result.output
+
+
+@pytest.mark.slow
+def test_bench_store_runs_with_a_tiny_budget():
+    args = ["bench", "store", "--set", "trajectories=320", "--set", "groups=5", "--set", "rounds=3"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output)
+    assert out["sqlite_segments_per_s"] > 0 and out["replay_p50_ms"] > 0
+    assert out["postgres_segments_per_s"] > 0  # the real server the library's helper starts

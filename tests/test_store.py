@@ -126,11 +126,11 @@ def test_segment_order_is_preserved(store: TrajectoryStore) -> None:
 def test_failure_mid_group_leaves_nothing(
     store: TrajectoryStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def boom(traj: Trajectory) -> TrajectoryRow:
+    def boom(traj: Trajectory) -> dict:
         raise RuntimeError("disk on fire")
 
-    # Raises after the group row (and its segments) were flushed inside the transaction.
-    monkeypatch.setattr(schema, "trajectory_row", boom)
+    # Raises after the group row was flushed inside the transaction.
+    monkeypatch.setattr(schema, "trajectory_values", boom)
     with pytest.raises(RuntimeError, match="disk on fire"):
         store.write_group("r1", make_group())
     assert count_rows(store) == (0, 0, 0)
@@ -253,3 +253,18 @@ def test_context_manager_closes(tmp_path: Path) -> None:
     # Reopening the same file sees the committed run.
     with TrajectoryStore(f"sqlite:///{tmp_path / 'a.db'}") as s:
         assert [r.id for r in s.list_runs()] == ["x"]
+
+
+def test_load_path_reads_only_the_trajectory_s_segments(tmp_path: Path) -> None:
+    from tests.test_attribution import GROUP as TREE
+
+    with TrajectoryStore(f"sqlite:///{tmp_path / 'p.db'}") as store:
+        store.create_run("r", {})
+        gid = store.write_group("r", TREE)
+        ids = store.trajectory_ids(gid)
+        group, traj = store.load_path(ids[1])  # path B: root, m1, e1, m2b, e2, m3
+        assert traj == TREE.trajectories[1]
+        assert [s.id for s in group.segments] == [0, 1, 2, 4, 5, 6]
+        assert group.trajectories == (traj,) and group.task == TREE.task
+        with pytest.raises(KeyError, match="no trajectory"):
+            store.load_path(999)

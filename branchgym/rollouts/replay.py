@@ -27,6 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import delete, func, select
+from sqlalchemy.orm import selectinload
 
 from branchgym.rollouts.schema import BaselineRow, GroupRow, ReplayRow
 from branchgym.rollouts.store import TrajectoryStore
@@ -47,6 +48,8 @@ class ReplayConfig:
 
 @dataclass(frozen=True)
 class ReplaySample:
+    """A replayed trajectory: ``group`` holds only the segments on its path."""
+
     trajectory_id: int
     group: Group
     trajectory: Trajectory
@@ -68,8 +71,16 @@ class ReplayBuffer:
         """Admit the positive-advantage trajectories of these stored groups; returns how many."""
         admitted = 0
         with self.store.sessions.begin() as session:
+            groups = {
+                g.id: g
+                for g in session.scalars(
+                    select(GroupRow)
+                    .where(GroupRow.id.in_(group_ids))
+                    .options(selectinload(GroupRow.trajectories))
+                )
+            }
             for gid in group_ids:
-                group = session.get(GroupRow, gid)
+                group = groups.get(gid)
                 if group is None or group.run_id != self.run_id:
                     raise KeyError(f"run {self.run_id!r} has no group {gid}")
                 rets = [t.ret for t in group.trajectories]
@@ -175,12 +186,11 @@ class ReplayBuffer:
             chosen = rng.sample(pool, n)
             seen = [rid for rid, _, _ in rows]
             session.execute(delete(ReplayRow).where(ReplayRow.id.in_(seen)))
-        return [self._sample(tid, adv) for tid, adv in chosen]
-
-    def _sample(self, traj_id: int, advantage: float) -> ReplaySample:
-        _, gid, index = self.store.locate_trajectory(traj_id)
-        group = self.store.load_group(gid)
-        return ReplaySample(traj_id, group, group.trajectories[index], advantage)
+        paths = self.store.load_paths([tid for tid, _ in chosen])  # paths only, not trees
+        return [
+            ReplaySample(tid, group, traj, adv)
+            for (tid, adv), (group, traj) in zip(chosen, paths, strict=True)
+        ]
 
 
 __all__ = ["ReplayBuffer", "ReplayConfig", "ReplaySample", "recalibrate"]

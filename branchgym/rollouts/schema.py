@@ -7,6 +7,8 @@ packed as little-endian ``int32`` / ``float32`` bytes (see the store's module do
 
 from __future__ import annotations
 
+import sys
+from array import array
 from collections.abc import Sequence
 from datetime import datetime, timezone
 
@@ -26,7 +28,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from branchgym.trajectory import EndReason, Group, Segment, SegmentKind, TaskRef, Trajectory
 
-_INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1
+_BIG_ENDIAN = sys.byteorder == "big"  # stored arrays are little-endian on every machine
+assert array("i").itemsize == 4 and array("f").itemsize == 4
 
 # --------------------------------------------------------------------------- schema
 
@@ -150,16 +153,25 @@ class BaselineRow(Base):
 
 
 def _pack_ints(values: Sequence[int], what: str) -> bytes:
-    """Encode ids as ``<i4`` bytes; out-of-range ids raise instead of silently wrapping."""
-    arr = np.asarray(values, dtype=np.int64).reshape(-1)
-    if arr.size and (arr.min() < _INT32_MIN or arr.max() > _INT32_MAX):
-        raise ValueError(f"{what}: value out of int32 range, cannot be stored")
-    return arr.astype("<i4").tobytes()
+    """Encode ids as ``<i4`` bytes; out-of-range ids raise instead of silently wrapping.
+
+    ``array`` (not numpy) because segments are short: per call it is several times cheaper.
+    """
+    try:
+        arr = array("i", values)
+    except OverflowError as exc:
+        raise ValueError(f"{what}: value out of int32 range, cannot be stored") from exc
+    if _BIG_ENDIAN:
+        arr.byteswap()
+    return arr.tobytes()
 
 
 def _pack_floats(values: Sequence[float]) -> bytes:
     """Encode per-token floats as ``<f4`` bytes (float32 precision, see module docstring)."""
-    return np.asarray(values, dtype="<f4").reshape(-1).tobytes()
+    arr = array("f", values)
+    if _BIG_ENDIAN:
+        arr.byteswap()
+    return arr.tobytes()
 
 
 def _unpack_ints(raw: bytes) -> tuple[int, ...]:
@@ -191,9 +203,9 @@ def group_row(run_id: str, group: Group) -> GroupRow:
     )
 
 
-def segment_row(seg: Segment, position: int) -> SegmentRow:
-    """One segment as a row; arrays go through the compact byte codecs."""
-    return SegmentRow(
+def segment_values(seg: Segment, position: int) -> dict:
+    """One segment's column values (for a bulk insert); arrays go through the byte codecs."""
+    return dict(
         seg_id=seg.id,
         position=position,
         parent_id=seg.parent_id,
@@ -208,9 +220,9 @@ def segment_row(seg: Segment, position: int) -> SegmentRow:
     )
 
 
-def trajectory_row(traj: Trajectory) -> TrajectoryRow:
-    """One trajectory as a row; its path is stored as packed segment ids."""
-    return TrajectoryRow(
+def trajectory_values(traj: Trajectory) -> dict:
+    """One trajectory's column values; its path is stored as packed segment ids."""
+    return dict(
         leaf_id=traj.leaf_id,
         segment_ids=_pack_ints(traj.segment_ids, f"trajectory {traj.leaf_id} segment_ids"),
         ret=float(traj.ret),
@@ -254,6 +266,17 @@ def trajectory_from_row(row: TrajectoryRow) -> Trajectory:
 
 def group_from_row(row: GroupRow) -> Group:
     """Rebuild the frozen ``Group`` (segments in their original order)."""
+    return group_from_parts(
+        row,
+        [segment_from_row(s) for s in row.segments],
+        [trajectory_from_row(t) for t in row.trajectories],
+    )
+
+
+def group_from_parts(
+    row: GroupRow, segments: Sequence[Segment], trajectories: Sequence[Trajectory]
+) -> Group:
+    """A ``Group`` of the row's task and step holding the given segments and trajectories."""
     task = TaskRef(
         env_id=row.env_id,
         seed=row.task_seed,
@@ -265,7 +288,7 @@ def group_from_row(row: GroupRow) -> Group:
         task=task,
         step=row.step,
         policy_version=row.policy_version,
-        segments=tuple(segment_from_row(s) for s in row.segments),
-        trajectories=tuple(trajectory_from_row(t) for t in row.trajectories),
+        segments=tuple(segments),
+        trajectories=tuple(trajectories),
         worker=row.worker,
     )

@@ -26,20 +26,20 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, func, select, text
+from sqlalchemy import Engine, create_engine, event, func, insert, or_, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import selectinload, sessionmaker
 
 from branchgym.rollouts import schema
-from branchgym.rollouts.schema import Base, GroupRow, RunRow, TrajectoryRow
-from branchgym.trajectory import EndReason, Group
+from branchgym.rollouts.schema import Base, GroupRow, RunRow, SegmentRow, TrajectoryRow
+from branchgym.trajectory import EndReason, Group, Trajectory
 
 __all__ = [
     "RunInfo",
@@ -99,6 +99,7 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     try:
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA synchronous=NORMAL")
     finally:
         cursor.close()
 
@@ -233,11 +234,19 @@ class TrajectoryStore:
             row = schema.group_row(run_id, group)
             session.add(row)
             session.flush()  # assigns row.id inside the transaction
-            row.segments.extend(schema.segment_row(s, i) for i, s in enumerate(group.segments))
-            row.trajectories.extend(schema.trajectory_row(t) for t in group.trajectories)
-            session.flush()
-            group_id = row.id
-        return group_id
+            gid = row.id
+            segments = [
+                {"group_id": gid, **schema.segment_values(s, i)}
+                for i, s in enumerate(group.segments)
+            ]
+            trajectories = [
+                {"group_id": gid, **schema.trajectory_values(t)} for t in group.trajectories
+            ]
+            # Core executemany inserts: the ORM's unit of work costs several times more per row
+            conn = session.connection()
+            conn.execute(insert(SegmentRow.__table__), segments)
+            conn.execute(insert(TrajectoryRow.__table__), trajectories)
+        return gid
 
     def write_groups(self, run_id: str, groups: Iterable[Group]) -> list[int]:
         """Write several groups, each in its own transaction, so one bad group loses only itself
@@ -273,6 +282,50 @@ class TrajectoryStore:
             assert group is not None
             ids = [t.id for t in group.trajectories]
             return group.run_id, group.id, ids.index(traj_id)
+
+    def load_path(self, traj_id: int) -> tuple[Group, Trajectory]:
+        """One trajectory with only the segments on its path: what training on it needs,
+        without reading the rest of its tree (a branching tree can be 10x larger)."""
+        return self.load_paths([traj_id])[0]
+
+    def load_paths(self, traj_ids: Sequence[int]) -> list[tuple[Group, Trajectory]]:
+        """``load_path`` for many trajectories in three queries, in the order given."""
+        with self._sessions() as session:
+            rows = {
+                r.id: r
+                for r in session.scalars(
+                    select(TrajectoryRow).where(TrajectoryRow.id.in_(traj_ids))
+                )
+            }
+            missing = [t for t in traj_ids if t not in rows]
+            if missing:
+                raise KeyError(f"no trajectory with id {missing[0]} in {self.url}")
+            trajs = {tid: schema.trajectory_from_row(r) for tid, r in rows.items()}
+            gids = {r.group_id for r in rows.values()}
+            groups = {
+                g.id: g for g in session.scalars(select(GroupRow).where(GroupRow.id.in_(gids)))
+            }
+            wanted: dict[int, set[int]] = {}
+            for t in traj_ids:
+                wanted.setdefault(rows[t].group_id, set()).update(trajs[t].segment_ids)
+            # one indexed lookup per group (a row-value IN over pairs scans the whole table
+            # on SQLite)
+            query = select(SegmentRow).where(
+                or_(
+                    *(
+                        (SegmentRow.group_id == gid) & SegmentRow.seg_id.in_(sorted(ids))
+                        for gid, ids in wanted.items()
+                    )
+                )
+            )
+            segs = {(r.group_id, r.seg_id): r for r in session.scalars(query)}
+            out = []
+            for tid in traj_ids:
+                gid, traj = rows[tid].group_id, trajs[tid]
+                path = sorted((segs[(gid, s)] for s in traj.segment_ids), key=lambda r: r.position)
+                path_segments = [schema.segment_from_row(r) for r in path]
+                out.append((schema.group_from_parts(groups[gid], path_segments, [traj]), traj))
+            return out
 
     def groups(self, run_id: str, step: int | None = None) -> list[int]:
         """Ids of a run's groups (optionally one step's) in the order they were written."""

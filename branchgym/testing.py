@@ -1,4 +1,8 @@
-"""A throwaway PostgreSQL server for the tests (the binaries are on the machine image).
+"""Test helpers shipped with the library: a throwaway PostgreSQL server.
+
+Used by branchgym's own tests and benchmarks, and by anyone testing code that writes to the
+store: ``with postgres_server() as url: TrajectoryStore(url)``. It needs the PostgreSQL server
+binaries (``initdb``, ``pg_ctl``) on PATH and ``psycopg`` installed.
 
 PostgreSQL refuses to run as root, so as root the cluster belongs to the ``postgres`` user.
 The data folder lives under a fresh temporary folder and the server listens on 127.0.0.1 on a
