@@ -233,6 +233,7 @@ class RolloutManager:
             path.env = env  # closed at the end even if reset fails
             if path.end is not None:  # the call timed out meanwhile: nobody will close it
                 env.close()
+                raise EnvTimeout("reset abandoned after its timeout")
             obs, _ = env.reset(seed=path.tree.task.seed, options={"task": path.tree.task})
             return env, obs
 
@@ -391,6 +392,7 @@ class RolloutManager:
             child.env = env
             if child.end is not None:  # timed out meanwhile
                 env.close()
+                raise EnvTimeout("restore abandoned after its timeout")
             env.reset(seed=child.tree.task.seed, options={"task": child.tree.task})
             env.get_wrapper_attr("restore")(snap)
             return env
