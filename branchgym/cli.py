@@ -34,6 +34,10 @@ def train(
     algo: Annotated[
         str | None, typer.Option(help="rollout sampler: grpo | arpo | aepo (default: preset's)")
     ] = None,
+    sil: Annotated[
+        bool | None,
+        typer.Option("--sil/--no-sil", help="SPEAR self-imitation replay (default: preset's)"),
+    ] = None,
 ) -> None:
     """Cold-start SFT on expert demonstrations, then RL (GRPO-style updates on the sampled
     trees), with held-out evaluation."""
@@ -54,6 +58,8 @@ def train(
         if algo not in ("grpo", "arpo", "aepo"):
             raise typer.BadParameter(f"unknown algorithm {algo!r}", param_hint="--algo")
         cfg = replace(cfg, rollout=replace(cfg.rollout, algo=algo))
+    if sil is not None:
+        cfg = replace(cfg, rl=replace(cfg.rl, sil=sil))
     try:
         run_train(cfg, console)
     except StoreError as exc:

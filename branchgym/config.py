@@ -12,6 +12,7 @@ from typing import Literal
 from branchgym.agents.learner import LearnerConfig
 from branchgym.agents.model import TinyModelConfig
 from branchgym.rollouts.manager import RolloutConfig
+from branchgym.rollouts.replay import ReplayConfig
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,9 @@ class RLConfig:
     std_normalize: bool = True  # False: Dr.GRPO advantages R - mean(R)
     drop_uniform_groups: bool = True  # groups whose returns are all equal carry no signal
     attribution: Literal["soft", "hard"] = "soft"  # ARPO's advantage attribution on trees
+    sil: bool = False  # SPEAR self-imitation: replay stored positive-advantage trajectories
+    sil_coef: float = 1.0  # c in the SIL weight w(t) = c (1 - cos(pi t / T)) / 2, then c
+    sil_warmup: int = 200  # T
 
 
 @dataclass(frozen=True)
@@ -68,6 +72,7 @@ class TrainConfig:
     sft: SFTConfig = field(default_factory=SFTConfig)
     rl: RLConfig = field(default_factory=RLConfig)
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
+    replay: ReplayConfig = field(default_factory=ReplayConfig)
     learner: LearnerConfig = field(default_factory=LearnerConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
 
@@ -95,6 +100,7 @@ def _smoke() -> TrainConfig:
             aepo=replace(base.rollout.aepo, budget=4),
         ),
         learner=replace(base.learner, minibatch_size=8, micro_batch_size=8),
+        replay=replace(base.replay, batch_size=2),
         eval=replace(base.eval, episodes=16, batch_size=16),
     )
 

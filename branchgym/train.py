@@ -29,7 +29,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from branchgym import envs
 from branchgym.agents.hf import HFPolicy
 from branchgym.agents.learner import Learner, TokenSample, samples_from_groups
-from branchgym.agents.losses import grpo_advantages
+from branchgym.agents.losses import grpo_advantages, sil_weight
 from branchgym.agents.model import load_pretrained, n_params, tiny_model
 from branchgym.agents.protocol import TurnCodec
 from branchgym.agents.tokenizer import train_tokenizer
@@ -37,9 +37,10 @@ from branchgym.config import TrainConfig
 from branchgym.envs.wrappers import RestateInstruction
 from branchgym.rollouts.manager import RolloutManager
 from branchgym.rollouts.metrics import tree_stats
+from branchgym.rollouts.replay import ReplayBuffer
 from branchgym.rollouts.store import StoreError, TrajectoryStore
 from branchgym.tasks.suite import task_refs
-from branchgym.trajectory import Group, TaskRef
+from branchgym.trajectory import Group, TaskRef, flatten
 
 SEED_RANGE = 10_000_000  # training tasks are drawn from the first SEED_RANGE train seeds
 
@@ -222,8 +223,31 @@ def run_sft(learner: Learner, demos: list[TokenSample], cfg: TrainConfig, bar) -
     learner.set_lr(cfg.learner.lr)
 
 
+def sil_step(learner: Learner, buffer: ReplayBuffer, step: int, cfg: TrainConfig, rng) -> dict:
+    """SPEAR's self-imitation: once the buffer holds enough, a PPO step on replayed samples.
+
+    Replayed samples keep the log-probs they were sampled with, so the PPO ratio and clip
+    bound how far an old trajectory can pull the policy. The SIL weight ``w(t)`` scales their
+    recalibrated advantages, which scales their loss (the surrogate is linear in A).
+    """
+    buffer.evict(learner.version)
+    weight = sil_weight(step, cfg.rl.sil_coef, cfg.rl.sil_warmup)
+    out = {"sil/buffer": float(len(buffer)), "sil/replayed": 0.0, "sil/weight": weight}
+    if weight <= 0 or not buffer.ready():  # w(0) = 0: keep the entries for later steps
+        return out
+    replayed = []
+    for sample in buffer.take(rng):
+        ids, logps, mask = flatten(sample.group, sample.trajectory)
+        adv = weight * sample.advantage
+        replayed.append(TokenSample(tuple(ids), tuple(logps), tuple(mask), adv))
+    stats = learner.rl_step(replayed, rng)
+    out |= {f"sil/{k}": v for k, v in stats.items()}
+    return out | {"sil/replayed": float(len(replayed))}
+
+
 def run_rl(learner, manager, store, run_id, policy, cfg: TrainConfig, bar, log) -> None:
     rng = random.Random(cfg.seed)
+    buffer = ReplayBuffer(store, run_id, cfg.replay) if cfg.rl.sil else None
     task_bar = bar.add_task(cfg.rollout.algo.upper(), total=cfg.rl.steps, info="")
     for step in range(cfg.rl.steps):
         t0 = time.time()
@@ -235,10 +259,13 @@ def run_rl(learner, manager, store, run_id, policy, cfg: TrainConfig, bar, log) 
             with_advantages(g, cfg.rl.std_normalize)
             for g in manager.rollout(tasks, step=step, version=learner.version)
         ]
-        store.write_groups(run_id, groups)
+        group_ids = store.write_groups(run_id, groups)
         useful = [g for g in groups if len(set(g.returns)) > 1 or not cfg.rl.drop_uniform_groups]
         samples = samples_from_groups(useful, cfg.rl.attribution)
         metrics = learner.rl_step(samples, rng) if useful else {}
+        if buffer is not None:
+            buffer.admit(group_ids)
+            metrics |= sil_step(learner, buffer, step, cfg, rng)
         policy.reset_cache()
         success = sum(t.won for g in groups for t in g.trajectories) / sum(
             len(g.trajectories) for g in groups

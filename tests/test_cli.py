@@ -227,3 +227,12 @@ def test_bench_store_runs_with_a_tiny_budget():
     out = json.loads(result.output)
     assert out["sqlite_segments_per_s"] > 0 and out["replay_p50_ms"] > 0
     assert out["postgres_segments_per_s"] > 0  # the real server the library's helper starts
+
+
+@pytest.mark.slow
+def test_smoke_train_with_sil_logs_the_buffer(tmp_path):
+    result = runner.invoke(app, ["train", "--preset", "smoke", "--out", str(tmp_path), "--sil"])
+    assert result.exit_code == 0, result.output
+    (run_dir,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert all("sil/buffer" in r and "sil/weight" in r for r in rows)

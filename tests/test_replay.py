@@ -128,3 +128,26 @@ def test_admitting_another_runs_group_is_refused(url):
         with pytest.raises(KeyError, match="no group"):
             buffer.admit([gid])
         assert len(buffer) == 5  # nothing of the refused call was kept
+
+
+def test_sil_step_replays_with_the_scheduled_weight(url, tiny_lm, tiny_tok):
+    from dataclasses import replace
+
+    from branchgym.agents.learner import Learner, LearnerConfig
+    from branchgym.config import TrainConfig
+    from branchgym.train import sil_step
+
+    cfg = TrainConfig()
+    cfg = replace(cfg, rl=replace(cfg.rl, sil=True), replay=ReplayConfig(batch_size=2))
+    learner = Learner(tiny_lm, tiny_tok.pad_token_id, LearnerConfig(minibatch_size=2))
+    with TrajectoryStore(url) as store:
+        buffer = filled(store, cfg.replay)  # 5 admissible entries > 1.5 x 2
+        out = sil_step(learner, buffer, 0, cfg, random.Random(0))
+        assert out["sil/weight"] == 0.0 and out["sil/replayed"] == 0.0
+        assert len(buffer) == 5  # w(0) = 0: nothing taken, nothing lost
+        version = learner.version
+        out = sil_step(learner, buffer, 100, cfg, random.Random(0))
+        # w(100) = (1 - cos(pi / 2)) / 2 = 0.5; 2 samples replayed; one PPO step
+        assert out["sil/weight"] == pytest.approx(0.5) and out["sil/replayed"] == 2.0
+        assert learner.version == version + 1 and len(buffer) == 0
+        assert math.isfinite(out["sil/loss"])
