@@ -351,6 +351,24 @@ def view(
     uvicorn.run(web, host="127.0.0.1", port=port, log_level="warning")
 
 
+@app.command()
+def rescore(
+    run: Annotated[str, typer.Argument(help="a run id (see `branchgym runs`)")],
+    reward: Annotated[str, typer.Option(help="the environment's reward option, e.g. f1")],
+    db: Annotated[str, typer.Option(help="SQLAlchemy URL of the store")] = "sqlite:///branchgym.db",
+) -> None:
+    """Re-score a run with another reward (replayed from the stored actions) into run@REWARD."""
+    from branchgym.inspection import rescore as run_rescore
+    from branchgym.rollouts.store import TrajectoryStore
+
+    try:
+        with TrajectoryStore(db) as store:
+            new_run, n, changed = run_rescore(store, run, reward)
+    except Exception as exc:
+        _fail(exc)
+    typer.echo(f"{new_run}: {n} trajectories re-scored, {changed} returns changed")
+
+
 def main() -> None:
     app()
 

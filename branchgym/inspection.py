@@ -135,15 +135,16 @@ class ReplayResult:
     steps: int
     mismatches: list[str] = field(default_factory=list)
     note: str = ""
+    ret: float = 0.0  # the fresh run's return over the replayed steps
 
     @property
     def ok(self) -> bool:
         return not self.mismatches
 
 
-def _make_env(config: dict, env_id: str):
+def _make_env(config: dict, env_id: str, **overrides: Any):
     import_modules(config.get("imports", ()))  # run configs of `branchgym rollout --import`
-    env = envs.make(env_id, **config.get("env_kwargs", {}))
+    env = envs.make(env_id, **{**config.get("env_kwargs", {}), **overrides})
     return RestateInstruction(env) if config.get("restate_instruction") else env
 
 
@@ -189,4 +190,47 @@ def _replay_path(env, group: Group, traj: Trajectory, traj_id: int) -> ReplayRes
             problems.append(f"turn {steps}: the fresh episode terminated={terminated}")
     if abs(ret - traj.ret) > 1e-6:
         problems.append(f"return differs: stored {traj.ret}, fresh {ret}")
-    return ReplayResult(traj_id, steps, problems, note)
+    return ReplayResult(traj_id, steps, problems, note, ret)
+
+
+def rescore(store: TrajectoryStore, run_id: str, reward: str, std_normalize: bool = True):
+    """Re-score a run with another reward: replay every trajectory in an environment made with
+    ``reward=NAME`` (SearchQA: ``em`` or ``f1``) and write the trees, with the new returns and
+    GRPO advantages, to a new run ``RUN@NAME``. Returns ``(new run id, trajectories, changed)``.
+    """
+    config = store.run_config(run_id)
+    new_run = f"{run_id}@{reward}"
+    store.create_run(new_run, {**config, "rescored_from": run_id, "reward": reward})
+    n = changed = 0
+    for gid in store.groups(run_id):
+        group = store.load_group(gid)
+        try:
+            env = _make_env(config, group.task.env_id, reward=reward)
+        except TypeError as exc:
+            raise ValueError(f"{group.task.env_id} has no reward option {reward!r}: {exc}") from exc
+        try:
+            rets = [_replay_path(env, group, t, 0).ret for t in group.trajectories]
+        finally:
+            env.close()
+        store.write_group(new_run, _with_returns(group, rets, std_normalize))
+        n += len(rets)
+        changed += sum(abs(r - t.ret) > 1e-9 for r, t in zip(rets, group.trajectories, strict=True))
+    return new_run, n, changed
+
+
+def _with_returns(group: Group, rets: list[float], std_normalize: bool) -> Group:
+    from dataclasses import replace
+
+    import torch
+
+    from branchgym.agents.losses import grpo_advantages
+
+    advs = grpo_advantages(torch.tensor(rets), std_normalize=std_normalize).tolist()
+    trajs = tuple(
+        replace(t, ret=r, advantage=a)
+        for t, r, a in zip(group.trajectories, rets, advs, strict=True)
+    )
+    segments = list(group.segments)
+    for t in trajs:
+        segments[t.leaf_id] = replace(segments[t.leaf_id], reward=t.ret)
+    return replace(group, segments=tuple(segments), trajectories=trajs)

@@ -187,3 +187,54 @@ def test_cli_bad_input_is_one_readable_line(stored, tmp_path):
         assert result.exit_code == 2, (args, result.output)
         assert message in " ".join(result.output.split()), (args, result.output)
         assert "Traceback" not in result.output
+
+
+def test_rescore_with_token_f1_writes_a_new_run(stored, codec):
+    # The stored SearchQA paths answer exactly (EM 1, F1 1) or not at all: rescoring with F1
+    # must keep every return, and a run of partial answers must change.
+    result = runner.invoke(app, ["rescore", "SearchQA-v0", "--reward", "f1", "--db", stored])
+    assert result.exit_code == 0, result.output
+    assert "SearchQA-v0@f1: 3 trajectories re-scored, 0 returns changed" in result.output
+    with TrajectoryStore(stored) as store:
+        assert [r.id for r in store.list_runs()][-1] == "SearchQA-v0@f1"
+        old = [t.ret for t in store.trajectory_rows("SearchQA-v0")]
+        new = [t.ret for t in store.trajectory_rows("SearchQA-v0@f1")]
+        assert old == new
+        assert store.run_config("SearchQA-v0@f1")["rescored_from"] == "SearchQA-v0"
+    result = runner.invoke(app, ["rescore", "Household-v0", "--reward", "f1", "--db", stored])
+    assert result.exit_code == 2 and "no reward option 'f1'" in result.output
+
+
+def test_rescore_partial_answers(tmp_path):
+    from branchgym.inspection import rescore
+
+    env = branchgym.envs.make("branchgym/SearchQA-v0")
+    _, info = env.reset(seed=3)
+    gold = info["expert_plan"][-1][len("<answer>") : -len("</answer>")]
+    m = lambda i, p, t: Segment(i, p, SegmentKind.MODEL, (5,), t, (-0.1,), (0.2,))  # noqa: E731
+    segs = (
+        Segment(
+            0,
+            None,
+            SegmentKind.ENV,
+            (1,),
+            f"Question: {info['instruction']}",
+        ),
+        m(1, 0, f"<answer>{gold} city</answer>"),
+        m(2, 0, f"<answer>{gold}</answer>"),
+    )
+    trajs = (
+        Trajectory(1, (0, 1), 0.0, EndReason.TERMINATED),
+        Trajectory(2, (0, 2), 1.0, EndReason.TERMINATED, won=True),
+    )
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    with TrajectoryStore(url) as store:
+        store.create_run("q", {})
+        store.write_group("q", Group(TaskRef("branchgym/SearchQA-v0", 3), 0, 0, segs, trajs))
+        new_run, n, changed = rescore(store, "q", "f1")
+        (group,) = [store.load_group(g) for g in store.groups(new_run)]
+    # "<gold> city" vs "<gold>": precision 1/2, recall 1 -> F1 2/3; the exact answer stays 1
+    assert (n, changed) == (2, 1)
+    assert [t.ret for t in group.trajectories] == pytest.approx([2 / 3, 1.0])
+    assert group.trajectories[0].advantage < 0 < group.trajectories[1].advantage
+    assert group.segments[1].reward == pytest.approx(2 / 3)
