@@ -32,3 +32,62 @@ def test_restate_instruction_keeps_snapshots_working():
     first = env.step(info["expert_plan"][0])[0]
     env.unwrapped.restore(snap)
     assert env.step(info["expert_plan"][0])[0] == first
+
+
+def test_turn_limit_truncates_and_its_count_survives_a_branch():
+    from branchgym.envs.wrappers import TurnLimit
+
+    env = TurnLimit(branchgym.envs.make(ENV_ID), max_turns=3)
+    env.reset(seed=1)
+    assert env.step("look")[3] is False
+    snap = env.get_wrapper_attr("snapshot")()  # after 1 turn
+    assert env.step("look")[3] is False and env.step("look")[3] is True
+    other = TurnLimit(branchgym.envs.make(ENV_ID), max_turns=3)
+    other.reset(seed=1)
+    other.get_wrapper_attr("restore")(snap)
+    assert other.step("look")[3] is False and other.step("look")[3] is True  # turns 2 and 3
+
+
+def test_tool_call_limit_counts_only_tool_calls():
+    from branchgym.envs.wrappers import ToolCallLimit
+
+    env = ToolCallLimit(branchgym.envs.make("branchgym/SearchQA-v0"), max_calls=2)
+    env.reset(seed=4)
+    assert env.step("not a call")[3] is False  # invalid: no tool ran
+    assert env.step("<search>Works</search>")[3] is False
+    obs, _, terminated, truncated, _ = env.step("<search>city</search>")
+    assert truncated and not terminated and "<result>" in obs
+
+
+def test_invalid_action_penalty():
+    from branchgym.envs.wrappers import InvalidActionPenalty
+
+    env = InvalidActionPenalty(branchgym.envs.make(ENV_ID), penalty=-0.25)
+    _, info = env.reset(seed=2)
+    assert env.step("fly to the moon")[1] == -0.25
+    assert env.step(info["expert_plan"][0])[1] == 0.0
+
+
+def test_arpo_branches_through_a_turn_limit(codec):
+    from branchgym.agents.policy import Generation, ScriptedPolicy
+    from branchgym.envs.wrappers import TurnLimit
+    from branchgym.rollouts.branching import ARPOConfig
+    from branchgym.rollouts.manager import RolloutConfig, RolloutManager
+    from branchgym.tasks.suite import task_refs
+    from branchgym.trajectory import EndReason
+
+    def script(req):
+        ids = tuple(codec.action_ids("look"))
+        return Generation(ids, "look", (-0.1,) * len(ids), (1.0,) * len(ids), "stop")
+
+    cfg = RolloutConfig(algo="arpo", max_turns=50, arpo=ARPOConfig(budget=4, initial=2, alpha=1.0))
+    manager = RolloutManager(
+        lambda: TurnLimit(branchgym.envs.make(ENV_ID), max_turns=4),
+        ScriptedPolicy(script),
+        codec,
+        cfg,
+    )
+    (group,) = manager.rollout(task_refs(ENV_ID, "train", 1))
+    # every path, branched or not, stops at the wrapper's 4th turn: the count was restored
+    assert [t.n_turns for t in group.trajectories] == [4, 4, 4, 4]
+    assert {t.end_reason for t in group.trajectories} == {EndReason.TURN_LIMIT}

@@ -37,3 +37,64 @@ class RestateInstruction(gym.Wrapper[str, str, str, str]):
         if self._instruction:
             obs = f"{obs} {self.prefix}{self._instruction}"
         return obs, reward, terminated, truncated, info
+
+
+class _Counting(gym.Wrapper[str, str, str, str]):
+    """A wrapper with a counter that branches must copy: snapshots carry it with the env's."""
+
+    def __init__(self, env: gym.Env[str, str]) -> None:
+        super().__init__(env)
+        self.count = 0
+
+    def reset(self, **kwargs: Any) -> tuple[str, dict[str, Any]]:
+        self.count = 0
+        return self.env.reset(**kwargs)
+
+    def snapshot(self) -> tuple[Any, int]:
+        return self.env.get_wrapper_attr("snapshot")(), self.count
+
+    def restore(self, snap: tuple[Any, int]) -> None:
+        inner, self.count = snap
+        self.env.get_wrapper_attr("restore")(inner)
+
+
+class TurnLimit(_Counting):
+    """Truncate after ``max_turns`` steps (ALFWorld's default is 50); budgets live in wrappers,
+    never in environments, as with gymnasium's ``TimeLimit``."""
+
+    def __init__(self, env: gym.Env[str, str], max_turns: int = 50) -> None:
+        super().__init__(env)
+        self.max_turns = max_turns
+
+    def step(self, action: str) -> tuple[str, float, bool, bool, dict[str, Any]]:
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        self.count += 1
+        return obs, reward, terminated, truncated or self.count >= self.max_turns, info
+
+
+class ToolCallLimit(_Counting):
+    """Truncate once ``max_calls`` tool calls were made (steps whose ``info["tool_call"]`` is
+    true; ARPO's scripts allow 3 to 6)."""
+
+    def __init__(self, env: gym.Env[str, str], max_calls: int = 6) -> None:
+        super().__init__(env)
+        self.max_calls = max_calls
+
+    def step(self, action: str) -> tuple[str, float, bool, bool, dict[str, Any]]:
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        self.count += bool(info.get("tool_call", True))
+        return obs, reward, terminated, truncated or self.count >= self.max_calls, info
+
+
+class InvalidActionPenalty(gym.Wrapper[str, str, str, str]):
+    """Add ``penalty`` (negative) to the reward of every step with ``valid_action`` False."""
+
+    def __init__(self, env: gym.Env[str, str], penalty: float = -0.1) -> None:
+        super().__init__(env)
+        self.penalty = penalty
+
+    def step(self, action: str) -> tuple[str, float, bool, bool, dict[str, Any]]:
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        if not info.get("valid_action", True):
+            reward += self.penalty
+        return obs, reward, terminated, truncated, info
