@@ -113,8 +113,13 @@ class HFPolicy:
             mask = self._rows.mask[index].clone()
             tokens = []
             for i, s in enumerate(sources):
-                tokens.append([] if s is None else self._rows.tokens[s[0]][: s[1]])
-                _crop(mask[i], 0 if s is None else s[1])
+                if s is None:
+                    tokens.append([])
+                    mask[i] = 0
+                else:
+                    tokens.append(self._rows.tokens[s[0]][: s[1]])
+                    if s[1] < len(self._rows.tokens[s[0]]):  # a branch: only part is shared
+                        _crop(mask[i], s[1])
         sessions = {r.session: i for i, r in enumerate(requests) if r.session is not None}
         self._rows = _Rows(tokens, mask, sessions)
 

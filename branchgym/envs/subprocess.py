@@ -23,6 +23,8 @@ from typing import Any
 
 import gymnasium as gym
 
+from branchgym.envs.snapshots import can_snapshot
+
 TEXT = gym.spaces.Text(max_length=4096, charset=string.printable)
 _CONTEXT: Any = None
 _CONTEXT_LOCK = threading.Lock()
@@ -52,7 +54,7 @@ def _serve(conn: Connection, env_id: str, kwargs: dict, imports: tuple[str, ...]
     except Exception as exc:
         conn.send((False, _portable(exc)))
         return
-    conn.send((True, _can_snapshot(env)))
+    conn.send((True, can_snapshot(env)))
     while True:
         method, args, kwargs = conn.recv()
         try:
@@ -65,15 +67,6 @@ def _serve(conn: Connection, env_id: str, kwargs: dict, imports: tuple[str, ...]
             conn.send((False, _portable(exc)))
         if method == "close":
             return
-
-
-def _can_snapshot(env: gym.Env) -> bool:
-    try:
-        return callable(env.get_wrapper_attr("snapshot")) and callable(
-            env.get_wrapper_attr("restore")
-        )
-    except AttributeError:
-        return False
 
 
 def _portable(exc: Exception) -> Exception:

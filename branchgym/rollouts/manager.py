@@ -33,6 +33,7 @@ import gymnasium as gym
 from branchgym.agents.policy import Generation, GenerationRequest, Policy, SamplingParams
 from branchgym.agents.protocol import TurnCodec
 from branchgym.envs.errors import ToolError
+from branchgym.envs.snapshots import can_snapshot
 from branchgym.rollouts import branching as rules
 from branchgym.rollouts.branching import AEPOConfig, ARPOConfig
 from branchgym.rollouts.envcalls import EnvCalls, EnvTimeout
@@ -271,8 +272,13 @@ class RolloutManager:
 
     # -- branching ---------------------------------------------------------------------------
 
+    @property
+    def _rules(self) -> ARPOConfig | AEPOConfig:
+        """The branching config in force (ARPO's for ``grpo``, which never branches)."""
+        return self.cfg.aepo if self.cfg.algo == "aepo" else self.cfg.arpo
+
     def _k(self) -> int:
-        return self.cfg.aepo.k if self.cfg.algo == "aepo" else self.cfg.arpo.k
+        return self._rules.k
 
     def _bid(self, path: _Path, gen: Generation) -> float | None:
         """The branch probability after a tool result, or None where no decision is due."""
@@ -283,15 +289,12 @@ class RolloutManager:
         rise = rules.entropy_rise(
             rules.head_entropy(gen.entropies, k),
             path.h_init or 0.0,
-            self.vocab_size if self._normalize() else None,
+            self.vocab_size if self._rules.normalize else None,
         )
         if self.cfg.algo == "arpo":
             return rules.arpo_probability(rise, self.cfg.arpo.alpha, self.cfg.arpo.beta)
         a = self.cfg.aepo
         return rules.aepo_probability(rise, a.alpha, a.gamma, path.streak, a.penalty)
-
-    def _normalize(self) -> bool:
-        return self.cfg.aepo.normalize if self.cfg.algo == "aepo" else self.cfg.arpo.normalize
 
     def _branch(self, trees, active: list[_Path], gens: list[Generation]) -> list[_Branch]:
         """Decide every due branch, then grant slots to the strongest bids first, per tree.
@@ -299,7 +302,7 @@ class RolloutManager:
         Handing slots out in batch order (as the released ARPO code does) would spend a tree's
         budget on whichever paths happen to come first; the strongest entropy rise wins here.
         """
-        cfg = self.cfg.aepo if self.cfg.algo == "aepo" else self.cfg.arpo
+        cfg = self._rules
         bids: dict[int, list[tuple[float, float, _Path, int]]] = {}
         for path, gen in zip(active, gens, strict=True):
             p = self._bid(path, gen)
@@ -466,7 +469,7 @@ def require_snapshots(env_factory: EnvFactory, algo: str) -> None:
     """Raise ``BranchingUnsupported`` unless the factory's envs can snapshot and restore."""
     env = env_factory()
     try:
-        if not _has_snapshot(env):
+        if not can_snapshot(env):
             name = type(env.unwrapped).__name__
             raise BranchingUnsupported(
                 f"{algo} branches paths from environment snapshots, but {name} has no "
@@ -476,20 +479,6 @@ def require_snapshots(env_factory: EnvFactory, algo: str) -> None:
             )
     finally:
         env.close()
-
-
-def _has_snapshot(env: gym.Env) -> bool:
-    """Both methods exist, and a proxy (``SubprocessEnv``) says the env behind it has them."""
-    try:
-        methods = callable(env.get_wrapper_attr("snapshot")) and callable(
-            env.get_wrapper_attr("restore")
-        )
-    except AttributeError:
-        return False
-    try:
-        return methods and bool(env.get_wrapper_attr("supports_snapshot"))
-    except AttributeError:
-        return methods
 
 
 def _snapshot(env: gym.Env | None) -> Any:
