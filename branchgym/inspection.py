@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from branchgym import envs
 from branchgym.collect import import_modules
 from branchgym.envs.wrappers import RestateInstruction
 from branchgym.rollouts.store import TrajectoryStore
+from branchgym.train import with_advantages
 from branchgym.trajectory import EndReason, Group, Segment, SegmentKind, Trajectory
 
 _BLOCKS = "▁▂▃▄▅▆▇█"
@@ -219,18 +220,10 @@ def rescore(store: TrajectoryStore, run_id: str, reward: str, std_normalize: boo
 
 
 def _with_returns(group: Group, rets: list[float], std_normalize: bool) -> Group:
-    from dataclasses import replace
-
-    import torch
-
-    from branchgym.agents.losses import grpo_advantages
-
-    advs = grpo_advantages(torch.tensor(rets), std_normalize=std_normalize).tolist()
-    trajs = tuple(
-        replace(t, ret=r, advantage=a)
-        for t, r, a in zip(group.trajectories, rets, advs, strict=True)
-    )
+    """The group with new returns (on trajectories and leaves) and their GRPO advantages."""
+    trajs = tuple(replace(t, ret=r) for t, r in zip(group.trajectories, rets, strict=True))
     segments = list(group.segments)
     for t in trajs:
         segments[t.leaf_id] = replace(segments[t.leaf_id], reward=t.ret)
-    return replace(group, segments=tuple(segments), trajectories=trajs)
+    rescored = replace(group, segments=tuple(segments), trajectories=trajs)
+    return with_advantages(rescored, std_normalize)
