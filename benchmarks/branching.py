@@ -35,13 +35,13 @@ from branchgym.agents.hf import HFPolicy
 from branchgym.agents.learner import Learner, LearnerConfig
 from branchgym.agents.policy import Generation, GenerationRequest
 from branchgym.agents.protocol import TurnCodec
-from branchgym.config import TrainConfig
+from branchgym.config import SFTConfig, TrainConfig
 from branchgym.envs.wrappers import RestateInstruction
 from branchgym.rollouts.branching import ARPOConfig, head_entropy
 from branchgym.rollouts.manager import RolloutConfig, RolloutManager
 from branchgym.rollouts.metrics import tree_stats
 from branchgym.tasks.suite import task_refs
-from branchgym.train import build_policy_model, expert_demos
+from branchgym.train import build_policy_model, expert_demos, sft_lr
 from branchgym.trajectory import Group, SegmentKind
 
 ENVS = {
@@ -75,7 +75,7 @@ def warm_start(env_id: str, kwargs: dict, restate: bool, demos: int, steps: int,
     learner = Learner(model, tok.pad_token_id, LearnerConfig())
     rng = random.Random(seed)
     for step in range(steps):
-        learner.set_lr(2e-3 * (0.1 + 0.45 * (1 + math.cos(math.pi * step / steps))))
+        learner.set_lr(sft_lr(SFTConfig.lr, step, steps))
         learner.sft_step(rng.sample(samples, 16))
     return make_env, HFPolicy(model, tok, tok.pad_token_id, seed=seed), codec
 

@@ -203,6 +203,11 @@ def _progress(console: Console) -> Progress:
     )
 
 
+def sft_lr(base: float, step: int, total: int) -> float:
+    """Cosine decay to 10% of ``base``: the late epochs do not undo the early ones."""
+    return base * (0.1 + 0.45 * (1 + math.cos(math.pi * step / total)))
+
+
 def run_sft(learner: Learner, demos: list[TokenSample], cfg: TrainConfig, bar) -> None:
     rng = random.Random(cfg.seed)
     steps_per_epoch = math.ceil(len(demos) / cfg.sft.batch_size)
@@ -212,9 +217,7 @@ def run_sft(learner: Learner, demos: list[TokenSample], cfg: TrainConfig, bar) -
     for step in range(total):
         if step % steps_per_epoch == 0:
             rng.shuffle(demos)
-        # cosine decay to 10% keeps the late epochs from undoing the early ones
-        lr = cfg.sft.lr * (0.1 + 0.45 * (1 + math.cos(math.pi * step / total)))
-        learner.set_lr(lr)
+        learner.set_lr(sft_lr(cfg.sft.lr, step, total))
         i = (step % steps_per_epoch) * cfg.sft.batch_size
         loss = learner.sft_step(demos[i : i + cfg.sft.batch_size])
         bar.update(task, advance=1, info=f"loss {loss:.3f}")
