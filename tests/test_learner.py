@@ -1,0 +1,111 @@
+"""The learner: SFT on expert demonstrations, PPO steps on rollout groups, loss masks."""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import replace
+
+import pytest
+
+import branchgym.envs
+from branchgym.agents.hf import HFPolicy
+from branchgym.agents.learner import Learner, LearnerConfig, samples_from_groups
+from branchgym.rollouts.manager import RolloutConfig, RolloutManager
+from branchgym.tasks.suite import task_refs
+from branchgym.train import expert_demos, with_advantages
+
+ENV_ID = "branchgym/Household-v0"
+
+
+def make_env():
+    return branchgym.envs.make(ENV_ID)
+
+
+def test_sft_reduces_loss_on_expert_demos(tiny_lm, codec):
+    demos = expert_demos(make_env, task_refs(ENV_ID, "train", 4), codec, noise=0.0, seed=0)
+    assert all(any(d.mask) and not all(d.mask) for d in demos)
+    learner = Learner(tiny_lm, codec.tokenizer.pad_token_id, LearnerConfig(lr=3e-3))
+    losses = [learner.sft_step(demos) for _ in range(30)]
+    assert all(math.isfinite(x) for x in losses)
+    assert losses[-1] < 0.7 * losses[0]
+
+
+def test_search_demos_look_elsewhere_and_still_reach_the_goal(codec, tiny_tok):
+    # noise=1: every search-phase `go to` becomes a detour, and a detour to a closed
+    # receptacle is followed by opening it; the expert's plan then resumes and wins.
+    demos = expert_demos(make_env, task_refs(ENV_ID, "train", 20), codec, noise=1.0, seed=0)
+    texts = [tiny_tok.decode(list(d.ids)) for d in demos]
+    assert all("You pick up" in t for t in texts)
+    assert sum(t.count("You arrive at") for t in texts) > sum(
+        t.count("You pick up") for t in texts
+    ) + len(texts)  # more arrivals than one search stop and one delivery stop per episode
+    assert any("is closed.<|act|> open " in t for t in texts)
+    for demo in demos:  # every action token is trained, every observation token is not
+        acts = [t for t, m in zip(demo.ids, demo.mask, strict=True) if m]
+        assert acts.count(codec.stop_id) == sum(1 for t in demo.ids if t == codec.stop_id)
+
+
+@pytest.fixture
+def rollout_groups(tiny_lm, tiny_tok, codec):
+    policy = HFPolicy(tiny_lm, tiny_tok, tiny_tok.pad_token_id, seed=0)
+    cfg = RolloutConfig(samples_per_task=3, max_turns=2, max_action_tokens=6)
+    manager = RolloutManager(make_env, policy, codec, cfg)
+    return [with_advantages(g, std_normalize=False) for g in manager.rollout(tasks(2))]
+
+
+def test_tempered_rollouts_start_the_ratio_at_one(tiny_lm, tiny_tok, codec):
+    # Rollouts sampled at T=0.5 record log-probs of softmax(logits / 0.5); the learner must
+    # score under the same temperature or an on-policy ratio would not be 1.
+    policy = HFPolicy(tiny_lm, tiny_tok, tiny_tok.pad_token_id, seed=0)
+    cfg = RolloutConfig(samples_per_task=3, max_turns=2, max_action_tokens=6, temperature=0.5)
+    groups = RolloutManager(make_env, policy, codec, cfg).rollout(tasks(2))
+    samples = [replace(s, advantage=1.0) for s in samples_from_groups(groups)]
+    lcfg = LearnerConfig(minibatch_size=6, micro_batch_size=6)
+    metrics = Learner(tiny_lm, tiny_tok.pad_token_id, lcfg, temperature=0.5).rl_step(
+        samples, random.Random(0)
+    )
+    assert metrics["ratio_mean"] == pytest.approx(1.0, abs=1e-3)
+    assert abs(metrics["approx_kl"]) < 1e-3
+    with pytest.raises(ValueError, match="temperature"):
+        Learner(tiny_lm, tiny_tok.pad_token_id, lcfg, temperature=0.0)
+
+
+def tasks(n):
+    return task_refs(ENV_ID, "train", n)
+
+
+def test_rl_step_runs_and_first_ratio_is_one(rollout_groups, tiny_lm, tiny_tok):
+    samples = samples_from_groups(rollout_groups)
+    assert len(samples) == 6
+    # A random policy never wins, so every advantage is 0; give them signs so the loss pulls.
+    samples = [replace(s, advantage=1.0 if i % 2 else -1.0) for i, s in enumerate(samples)]
+    learner = Learner(
+        tiny_lm, tiny_tok.pad_token_id, LearnerConfig(minibatch_size=6, micro_batch_size=4)
+    )
+    metrics = learner.rl_step(samples, random.Random(0))
+    for key in ("clip_frac", "entropy", "grad_norm", "approx_kl", "ratio_mean", "loss"):
+        assert key in metrics and math.isfinite(metrics[key]), key
+    # One minibatch, measured before its optimiser step: the learner's log-probs are the very
+    # log-probs the rollout recorded, so the ratio is 1 and nothing is clipped.
+    assert abs(metrics["approx_kl"]) < 1e-3
+    assert metrics["ratio_mean"] == pytest.approx(1.0, abs=1e-3)
+    assert metrics["clip_frac"] == 0.0
+    assert metrics["grad_norm"] > 0
+    assert metrics["entropy"] > 0
+    assert learner.version == 1
+
+
+def test_samples_from_groups_masks_exactly_the_model_tokens(rollout_groups):
+    pairs = [(g, t) for g in rollout_groups for t in g.trajectories]
+    samples = samples_from_groups(rollout_groups)
+    assert len(samples) == len(pairs)
+    for (group, traj), sample in zip(pairs, samples, strict=True):
+        path = list(group.path(traj))
+        assert sample.ids == tuple(i for s in path for i in s.token_ids)
+        assert len(sample.ids) == len(sample.old_logprobs) == len(sample.mask)
+        assert sample.mask[0] is False
+        assert sum(sample.mask) == sum(len(s.token_ids) for s in path if s.kind.value == "model")
+        assert sample.advantage == traj.advantage
+        for lp, m in zip(sample.old_logprobs, sample.mask, strict=True):
+            assert (lp <= 0) if m else (lp == 0.0)
