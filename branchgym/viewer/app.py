@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from jinja2 import DictLoader, Environment, select_autoescape
-from sqlalchemy import select
+from sqlalchemy import case, func, select
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
@@ -74,10 +74,17 @@ def _group_infos(store: TrajectoryStore, run_id: str) -> list[_GroupInfo]:
 
 
 def _success_curve(store: TrajectoryStore, run_id: str) -> list[float]:
-    by_step: dict[int, list[bool]] = defaultdict(list)
-    for row in store.trajectory_rows(run_id):
-        by_step[row.step].append(row.won)
-    return [sum(v) / len(v) for _, v in sorted(by_step.items())]
+    """Share of won trajectories per step, aggregated in the database (a run can hold
+    millions of trajectories; the page needs one number per step)."""
+    query = (
+        select(GroupRow.step, func.avg(case((TrajectoryRow.won, 1.0), else_=0.0)))
+        .join(TrajectoryRow, TrajectoryRow.group_id == GroupRow.id)
+        .where(GroupRow.run_id == run_id)
+        .group_by(GroupRow.step)
+        .order_by(GroupRow.step)
+    )
+    with store.sessions() as session:
+        return [float(v) for _, v in session.execute(query)]
 
 
 def _nodes(group: Group, traj_ids: list[int]) -> list[dict]:
