@@ -14,6 +14,8 @@ policy counts every token the model generates. Keys per environment:
 - ``generated_over_tree_tokens``: tokens the policy generated for ARPO over the model tokens
   stored in its trees; 1.0 means no shared prefix was generated twice.
 - ``wall_ratio``: ARPO's rollout time over GRPO's.
+- ``online_token_ratio`` / ``online_wall_ratio``: the same for ARPO with ``schedule="online"``
+  (slots granted as decisions come in, as the released code does), for comparison.
 - ``entropy_branch_correlation``: Pearson correlation, over every turn sampled after a tool
   result, between the entropy rise that turn showed and whether its tool result became a
   branch point.
@@ -135,8 +137,11 @@ def bench_env(name: str, tasks: int, demos: int, sft_steps: int, seed: int) -> d
     arpo_cfg = replace(base, algo="arpo", arpo=ARPOConfig(budget=16, initial=8))
     arpo = RolloutManager(make_env, counter, codec, arpo_cfg)
     refs = task_refs(env_id, "seen", tasks)
+    online_cfg = replace(arpo_cfg, arpo=replace(arpo_cfg.arpo, schedule="online"))
+    online = RolloutManager(make_env, counter, codec, online_cfg)
     g_groups, g_wall, g_tok = _timed(grpo, counter, refs)
     a_groups, a_wall, a_tok = _timed(arpo, counter, refs)
+    o_groups, o_wall, o_tok = _timed(online, counter, refs)
     tree_tok = sum(tree_stats([g]).tokens_generated for g in a_groups)
     pairs = [p for g in a_groups for p in rise_and_branch(g, arpo_cfg.arpo.k)]
     stats = tree_stats(a_groups, arpo_cfg.arpo.k)
@@ -156,6 +161,9 @@ def bench_env(name: str, tasks: int, demos: int, sft_steps: int, seed: int) -> d
         "grpo_wall_s": g_wall,
         "arpo_wall_s": a_wall,
         "arpo_trees": stats.as_dict(),
+        "online_token_ratio": o_tok / g_tok,
+        "online_wall_ratio": o_wall / g_wall,
+        "online_trees": tree_stats(o_groups, arpo_cfg.arpo.k).as_dict(),
     }
 
 

@@ -202,6 +202,51 @@ def test_arpo_grants_scarce_slots_to_the_strongest_rise_not_the_first_path(codec
     assert len(group.trajectories) == 4
 
 
+def test_deferred_grants_the_strongest_points_of_the_whole_tree_not_the_earliest(codec):
+    # Three yes-decisions: path 0 after turns 1 and 2 (rises 0.2, 0.5), path 1 after turn 3
+    # (rise 1.0). Two slots: online spends them on path 0's first two decisions as they come;
+    # deferred waits for both full samples and takes the two strongest, 1.0 and 0.5.
+    table = {(0, 2): 1.2, (0, 3): 1.5, (1, 4): 2.0}
+
+    def depths(schedule: dict) -> list[tuple[int, int]]:
+        *_, (group,) = run(codec, table, arpo=arpo(budget=4, initial=2, **schedule))
+        check_tree(group)
+        assert len(group.trajectories) == 4
+        owner = {}  # branch point -> (full sample index, depth in its path)
+        for i, traj in enumerate(group.trajectories[:2]):
+            for point in branch_points(group):
+                if point in traj.segment_ids:
+                    owner.setdefault(point, (i, traj.segment_ids.index(point)))
+        return sorted(owner.values())
+
+    assert depths({"schedule": "online"}) == [(0, 2), (0, 4)]
+    assert depths({}) == [(0, 4), (1, 6)]
+
+
+def test_deferred_branch_restores_the_snapshot_taken_at_its_point(codec):
+    _, policy, heat, (group,) = run(codec, {(1, 3): 2.0}, arpo=arpo(budget=3, initial=2))
+    _, parent, child = group.trajectories
+    assert child.segment_ids[:5] == parent.segment_ids[:5]
+    child_env = [s.text for s in group.path(child) if s.kind is SegmentKind.ENV]
+    # Restored after the parent's turn 2, the child's turn 3 acted on the parent's log; its
+    # turn 4 hit the turn limit, which ends a path without a further observation.
+    assert child_env[2:] == ["s7 a1 a1", "s7 a1 a1 a2"]
+    # The full samples ran first; the branch ran alone after them, from the parent's prefix.
+    assert policy.calls == [2, 2, 2, 2, 1, 1]
+    first = next(r for r in policy.requests if heat.order[r.session] == 2)
+    assert first.parent_session == next(s for s, i in heat.order.items() if i == 1)
+    assert list(first.prefix) == flatten(group, parent)[0][: len(first.prefix)]
+
+
+def test_deferred_spends_points_found_by_branches_in_a_later_round(codec):
+    # One point in the full samples (path 0, after turn 1); its branch (path 2) rises after
+    # its turn 3, which is the only point left when the first round ends: a second round.
+    table = {(0, 2): 2.0, (2, 3): 2.0}
+    *_, (group,) = run(codec, table, arpo=arpo(budget=4, initial=2))
+    assert sorted(branch_points(group).values()) == [2, 2]
+    assert len(group.trajectories) == 4
+
+
 def test_arpo_z_branches_per_decision_and_budget_stop(codec):
     table = {(0, 2): 2.0, (0, 3): 2.0}  # path 0 rises twice; the budget allows three branches
     _, _, _, (group,) = run(codec, table, arpo=arpo(budget=5, initial=2, branches=2))
@@ -307,10 +352,16 @@ def test_a_hanging_env_ends_only_its_path_after_the_timeout(codec, monkeypatch):
 def test_generation_is_batched_across_tasks_and_branches(codec):
     tasks = [TaskRef("test/Log-v0", seed=s) for s in (1, 2)]
     table = {(0, 2): 2.0}  # path 0 (task 1) branches after turn 1
-    _, policy, _, groups = run(codec, table, tasks=tasks, arpo=arpo(budget=3, initial=2))
+    online = arpo(budget=3, initial=2, schedule="online")
+    _, policy, _, groups = run(codec, table, tasks=tasks, arpo=online)
     # turn 1: 2 tasks x 2 paths; turn 2 adds the branch child beside its parent.
     assert policy.calls[:3] == [4, 4, 5]
     assert [len(g.trajectories) for g in groups] == [3, 3]
+    # Deferred: the 4 full samples run 4 turns; task 1's branch (3 turns left after its
+    # restored tool result) and task 2's fresh sample (no point to branch from) run together.
+    _, policy, _, groups = run(codec, table, tasks=tasks, arpo=arpo(budget=3, initial=2))
+    assert policy.calls == [4, 4, 4, 4, 2, 2, 2, 1]
+    assert [len(branch_points(g)) for g in groups] == [1, 0]
 
 
 def test_tree_stats(codec):
@@ -388,9 +439,14 @@ class SlowSnapshot(LogEnv):
         return super().snapshot()
 
 
-def test_a_snapshot_that_hangs_ends_the_parent_and_its_branch(codec):
-    cfg = {"arpo": arpo(budget=3, initial=2), "env_timeout": 0.5}
+@pytest.mark.parametrize(
+    ("schedule", "third"), [("online", EndReason.ENV_ERROR), ("deferred", EndReason.TURN_LIMIT)]
+)
+def test_a_snapshot_that_hangs_ends_the_parent_and_its_branch(codec, schedule, third):
+    # Online, the branch was granted before the snapshot hung, so it ends too; deferred, the
+    # point is dropped and its slot becomes a fresh sample.
+    cfg = {"arpo": arpo(budget=3, initial=2, schedule=schedule), "env_timeout": 0.5}
     *_, (group,) = run(codec, {(0, 2): 2.0}, env=SlowSnapshot, **cfg)
     ends = [t.end_reason for t in group.trajectories]
-    assert ends == [EndReason.ENV_ERROR, EndReason.TURN_LIMIT, EndReason.ENV_ERROR]
+    assert ends == [EndReason.ENV_ERROR, EndReason.TURN_LIMIT, third]
     assert "took over 0.5 s" in group.segments[group.trajectories[0].leaf_id].text

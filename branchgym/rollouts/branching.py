@@ -8,6 +8,13 @@ of its first turn, measured in the same rollout: never carried across steps, nev
 batch slot), and turns the rise into a branch probability (``arpo_probability`` /
 ``aepo_probability``), which ``decide`` turns into a yes or no.
 
+*When are branch slots granted?* ``schedule="online"`` grants them as decisions come in, turn
+by turn, as the released ARPO code does; since the first tool results come first, the budget
+is spent within a turn or two of the prompt and branches share little. ``"deferred"`` (the
+default) lets a tree's full samples finish, keeping every yes-decision as a candidate with its
+environment snapshot, then grants the slots to the strongest candidates over the whole tree,
+wherever they sit along the paths. ALGORITHMS.md lists early spending as a defect not to copy.
+
 Formulas and the differences from the authors' released code are in ALGORITHMS.md, sections 2
 and 3; every function here has a hand-computed test in ``tests/test_branching.py``.
 """
@@ -22,6 +29,7 @@ from typing import Literal
 
 Rule = Literal["threshold", "sample"]
 PreMonitor = Literal["probe", "history"]
+Schedule = Literal["deferred", "online"]
 
 
 @dataclass(frozen=True)
@@ -37,6 +45,7 @@ class ARPOConfig:
     rule: Rule = "threshold"  # "sample": branch with probability clip(P, 0, 1), as the code does
     branches: int = 1  # Z: new paths per branch decision; the parent continues too
     normalize: bool = True  # divide the entropy rise by log|V|, so the rule is scale-free
+    schedule: Schedule = "deferred"  # when slots are granted: see the module docstring
 
 
 @dataclass(frozen=True)
@@ -55,6 +64,7 @@ class AEPOConfig:
     pre_monitor: PreMonitor = "probe"  # "history": last step's statistics for the same task
     keep_probe: bool = True  # the probe is a full sample: keep it (the released code drops it)
     normalize: bool = True
+    schedule: Schedule = "deferred"
 
 
 def head_entropy(entropies: Sequence[float], k: int) -> float:

@@ -43,6 +43,7 @@ from branchgym.trajectory import EndReason, Group, Segment, SegmentKind, TaskRef
 EnvFactory = Callable[[], gym.Env]
 Algo = Literal["grpo", "arpo", "aepo"]
 _path_counter = itertools.count()
+_Work = tuple["_Path", Callable[[], Any], Callable[["_Path", Any], None]]
 _HISTORY_CAP = 100_000  # AEPO pre-monitoring statistics kept, most recent tasks first
 
 
@@ -78,6 +79,7 @@ class _Tree:
     full_left: int = 0  # full samples still to start in this phase
     branch_left: int = 0  # branch slots left
     started: bool = False  # this phase's full samples were started
+    points: list[_Point] = field(default_factory=list)  # deferred schedule: candidates kept
 
 
 @dataclass
@@ -113,10 +115,21 @@ class _Path:
         self.tokens.extend(ids)
 
 
-@dataclass(frozen=True)
-class _Branch:
+@dataclass
+class _Point:
+    """A yes-decision to branch after a tool result: the parent as it stood at that point."""
+
     parent: _Path
-    children: list[_Path]
+    bid: float  # the branch probability: stronger bids are granted first
+    tie: float  # a seeded coin between equal bids
+    n_nodes: int  # the parent's nodes up to and including the tool result
+    n_tokens: int
+    ret: float
+    turns: int
+    tool_calls: int
+    streak: int
+    children: list[_Path] = field(default_factory=list)  # granted at once (online schedule)
+    snap: Any = None  # the environment at the tool result
 
 
 class RolloutManager:
@@ -201,27 +214,34 @@ class RolloutManager:
             gens = self.policy.generate([self._request(p) for p in active])
             for path, gen in zip(active, gens, strict=True):
                 self._record(path, gen)
-            branches = self._branch(trees, active, gens)
-            self._step(active, branches, calls)
+            self._step(active, self._branch(active, gens), calls)
 
     def _refill(self, trees: list[_Tree], calls: EnvCalls) -> None:
-        """Start the phase's full samples, and spend budget left in finished trees on more.
+        """Start the phase's full samples, and spend budget left in finished trees.
 
-        Each tree refills at most twice per phase (its full samples, then its unspent branch
-        slots), so ``_run`` always ends."""
-        fresh: list[_Path] = []
+        A finished tree first grants its kept branch points (deferred schedule); with none
+        left, its unspent slots become fresh full samples. Every grant spends at least one
+        slot and the fresh samples spend the rest, so ``_run`` always ends."""
+        work: list[_Work] = []
         for tree in trees:
             if any(p.end is None for p in tree.paths):
+                continue
+            if tree.started and tree.branch_left > 0 and tree.points:
+                for point in self._grant(tree):
+                    work += [
+                        (c, self._restore_call(c, point.snap), self._restored)
+                        for c in point.children
+                    ]
                 continue
             refill = tree.started  # every path of this phase ended: unspent slots start afresh
             n = tree.full_left + (tree.branch_left if refill else 0)
             tree.full_left, tree.started = 0, True
             if refill:
                 tree.branch_left = 0
-            fresh += [self._new_path(tree) for _ in range(n)]
-        outcomes = calls.run([self._reset_call(p) for p in fresh])
-        for path, outcome in zip(fresh, outcomes, strict=True):
-            self._begin(path, outcome)
+            for _ in range(n):
+                path = self._new_path(tree)
+                work.append((path, self._reset_call(path), self._begin))
+        _run_work(work, calls)
 
     def _new_path(self, tree: _Tree) -> _Path:
         path = _Path(tree, f"p{next(_path_counter)}")
@@ -296,56 +316,92 @@ class RolloutManager:
         a = self.cfg.aepo
         return rules.aepo_probability(rise, a.alpha, a.gamma, path.streak, a.penalty)
 
-    def _branch(self, trees, active: list[_Path], gens: list[Generation]) -> list[_Branch]:
-        """Decide every due branch, then grant slots to the strongest bids first, per tree.
+    def _branch(self, active: list[_Path], gens: list[Generation]) -> list[_Point]:
+        """Decide every due branch; the online schedule also grants slots, strongest bid first.
 
         Handing slots out in batch order (as the released ARPO code does) would spend a tree's
         budget on whichever paths happen to come first; the strongest entropy rise wins here.
-        """
+        The deferred schedule only collects the points (``_grant`` spends them later)."""
         cfg = self._rules
-        bids: dict[int, list[tuple[float, float, _Path, int]]] = {}
+        bids: dict[int, list[_Point]] = {}
         for path, gen in zip(active, gens, strict=True):
             p = self._bid(path, gen)
             if p is None:
                 continue
-            if rules.decide(p, cfg.rule, cfg.tau, self._rng):
-                bids.setdefault(id(path.tree), []).append(
-                    (p, self._rng.random(), path, len(gen.token_ids))
-                )
-            else:
+            if not rules.decide(p, cfg.rule, cfg.tau, self._rng):
                 path.streak = 0
+                continue
+            if cfg.schedule == "deferred":
+                path.streak += 1
+            n_new = len(gen.token_ids)
+            point = _Point(
+                path,
+                p,
+                self._rng.random(),
+                len(path.nodes) - 1,
+                len(path.tokens) - n_new,
+                path.ret,
+                path.turns - 1,
+                path.tool_calls,
+                path.streak,
+            )
+            bids.setdefault(id(path.tree), []).append(point)
+        if cfg.schedule == "deferred":
+            return [p for points in bids.values() for p in points]
         granted = []
-        for bid in bids.values():
-            for _, _, path, n_new in sorted(bid, key=lambda b: (-b[0], b[1])):
+        for points in bids.values():
+            for point in sorted(points, key=_strength):
+                path = point.parent
                 n = min(cfg.branches, path.tree.branch_left)
-                path.streak = path.streak + 1 if n else 0
+                path.streak = point.streak = path.streak + 1 if n else 0
                 if n:
                     path.tree.branch_left -= n
-                    granted.append(_Branch(path, [self._child(path, n_new) for _ in range(n)]))
+                    point.children = [self._child(point) for _ in range(n)]
+                    granted.append(point)
         return granted
 
-    def _child(self, parent: _Path, n_new: int) -> _Path:
+    def _grant(self, tree: _Tree) -> list[_Point]:
+        """Deferred schedule: spend the tree's slots on its strongest kept points."""
+        granted = []
+        for point in sorted(tree.points, key=_strength):
+            if tree.branch_left <= 0:
+                break
+            n = min(self._rules.branches, tree.branch_left)
+            tree.branch_left -= n
+            point.children = [self._child(point) for _ in range(n)]
+            granted.append(point)
+        tree.points = [p for p in tree.points if not p.children]
+        return granted
+
+    def _child(self, point: _Point) -> _Path:
         """A new path that shares the parent's nodes up to (and including) the tool result."""
+        parent = point.parent
         child = self._new_path(parent.tree)
         child.parent_session = parent.session
-        child.nodes = parent.nodes[:-1]
-        child.tokens = parent.tokens[:-n_new] if n_new else list(parent.tokens)
-        child.ret, child.turns, child.tool_calls = parent.ret, parent.turns - 1, parent.tool_calls
-        child.h_init, child.streak = parent.h_init, parent.streak
+        child.nodes = parent.nodes[: point.n_nodes]
+        child.tokens = parent.tokens[: point.n_tokens]
+        child.ret, child.turns, child.tool_calls = point.ret, point.turns, point.tool_calls
+        child.h_init, child.streak = parent.h_init, point.streak
         child.after_tool, child.fresh_branch = True, True
         return child
 
     # -- environment calls -------------------------------------------------------------------
 
-    def _step(self, active: list[_Path], branches: list[_Branch], calls: EnvCalls) -> None:
-        """Snapshot the branching parents, then step every path and restore every child."""
-        snaps = calls.run([lambda p=b.parent: _snapshot(p.env) for b in branches])
-        work: list[tuple[_Path, Callable[[], Any], Callable[[_Path, Any], None]]] = []
-        for branch, snap in zip(branches, snaps, strict=True):
+    def _step(self, active: list[_Path], points: list[_Point], calls: EnvCalls) -> None:
+        """Snapshot at the branch points, then step every path and restore every child.
+
+        A point without children (deferred schedule) keeps its snapshot in its tree for
+        ``_grant``; one whose snapshot failed is dropped."""
+        snaps = calls.run([lambda p=pt.parent: _snapshot(p.env) for pt in points])
+        work: list[_Work] = []
+        for point, snap in zip(points, snaps, strict=True):
             if isinstance(snap, EnvTimeout):  # its env may still be busy: it cannot step either
-                branch.parent.end = EndReason.ENV_ERROR
-                branch.parent.add(SegmentKind.ENV, (), f"environment error: {snap!r}")
-            for child in branch.children:
+                point.parent.end = EndReason.ENV_ERROR
+                point.parent.add(SegmentKind.ENV, (), f"environment error: {snap!r}")
+            if not isinstance(snap, BaseException) and not point.children:
+                point.snap = snap
+                point.parent.tree.points.append(point)
+            for child in point.children:
                 if isinstance(snap, BaseException):
                     child.end, child.error = EndReason.ENV_ERROR, f"snapshot failed: {snap!r}"
                     child.add(SegmentKind.ENV, (), child.error)
@@ -357,9 +413,7 @@ class RolloutManager:
                     path.end = EndReason.LENGTH
                 else:
                     work.append((path, self._step_call(path), self._stepped))
-        outcomes = calls.run([call for _, call, _ in work])
-        for (path, _, after), outcome in zip(work, outcomes, strict=True):
-            after(path, outcome)
+        _run_work(work, calls)
 
     def _step_call(self, path: _Path) -> Callable[[], tuple]:
         action = self.codec.action_text(path.tree.nodes[path.nodes[-1]].token_ids)
@@ -446,6 +500,18 @@ class RolloutManager:
         if len({t.leaf_id for t in trajectories}) != len(trajectories):
             raise AssertionError("two paths share a leaf: a path ended without a node of its own")
         return Group(tree.task, step, version, tuple(nodes), tuple(trajectories))
+
+
+def _strength(point: _Point) -> tuple[float, float]:
+    """Sort key: the strongest bid first, seeded coins between equal ones."""
+    return (-point.bid, point.tie)
+
+
+def _run_work(work: list[_Work], calls: EnvCalls) -> None:
+    """Run every environment call at once, then hand each outcome to its path's handler."""
+    outcomes = calls.run([call for _, call, _ in work])
+    for (path, _, after), outcome in zip(work, outcomes, strict=True):
+        after(path, outcome)
 
 
 def _checked_step(outcome: Any) -> tuple[str, float, bool, bool, dict]:
