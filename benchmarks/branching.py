@@ -24,7 +24,6 @@ policy counts every token the model generates. Keys per environment:
 from __future__ import annotations
 
 import math
-import random
 import time
 from collections.abc import Sequence
 from dataclasses import replace
@@ -32,19 +31,14 @@ from statistics import fmean
 
 import torch
 
-from branchgym import envs
 from branchgym.agents.hf import HFPolicy
-from branchgym.agents.learner import Learner, LearnerConfig
 from branchgym.agents.policy import Generation, GenerationRequest
-from branchgym.agents.protocol import TurnCodec
-from branchgym.config import SFTConfig, TrainConfig
-from branchgym.envs.wrappers import RestateInstruction
 from branchgym.rollouts.branching import ARPOConfig, head_entropy
 from branchgym.rollouts.manager import RolloutConfig, RolloutManager
 from branchgym.rollouts.metrics import tree_stats
 from branchgym.tasks.suite import task_refs
-from branchgym.train import build_policy_model, expert_demos, sft_lr
 from branchgym.trajectory import Group, SegmentKind
+from branchgym.warmstart import warm_start
 
 ENVS = {
     "household": ("branchgym/Household-v0", {"max_receptacles": 8}, True),
@@ -63,23 +57,6 @@ class CountingPolicy:
         gens = self.inner.generate(requests)
         self.tokens += sum(len(g.token_ids) for g in gens)
         return gens
-
-
-def warm_start(env_id: str, kwargs: dict, restate: bool, demos: int, steps: int, seed: int):
-    def make_env():
-        env = envs.make(env_id, **kwargs)
-        return RestateInstruction(env) if restate else env
-
-    torch.manual_seed(seed)
-    model, tok = build_policy_model(TrainConfig(env_id=env_id, seed=seed), make_env)
-    codec = TurnCodec(tok)
-    samples = expert_demos(make_env, task_refs(env_id, "train", demos), codec, 0.5, seed)
-    learner = Learner(model, tok.pad_token_id, LearnerConfig())
-    rng = random.Random(seed)
-    for step in range(steps):
-        learner.set_lr(sft_lr(SFTConfig.lr, step, steps))
-        learner.sft_step(rng.sample(samples, 16))
-    return make_env, HFPolicy(model, tok, tok.pad_token_id, seed=seed), codec
 
 
 def _timed(
@@ -130,7 +107,8 @@ def pearson(pairs: list[tuple[float, bool]]) -> float:
 
 def bench_env(name: str, tasks: int, demos: int, sft_steps: int, seed: int) -> dict:
     env_id, kwargs, restate = ENVS[name]
-    make_env, policy, codec = warm_start(env_id, kwargs, restate, demos, sft_steps, seed)
+    warm = warm_start(env_id, kwargs, restate, demos, sft_steps, seed)
+    make_env, policy, codec = warm.make_env, warm.policy, warm.codec
     counter = CountingPolicy(policy)
     base = RolloutConfig(max_turns=15, seed=seed)
     grpo = RolloutManager(make_env, counter, codec, replace(base, samples_per_task=16))

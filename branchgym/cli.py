@@ -113,11 +113,21 @@ def rollout(
     processes: Annotated[
         bool, typer.Option(help="run each environment in its own process (CPU-heavy envs)")
     ] = False,
+    backend: Annotated[
+        str, typer.Option(help="hf (in this process) | vllm (vLLM engine) | openai (a server)")
+    ] = "hf",
+    base_url: Annotated[
+        str | None, typer.Option(help="openai backend: the server, e.g. http://127.0.0.1:8000/v1")
+    ] = None,
+    served_model: Annotated[
+        str | None, typer.Option(help="openai backend: the served model name (default: --model)")
+    ] = None,
 ) -> None:
     """Collect trajectory trees into the store without training; print their metrics as JSON."""
     import json
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from branchgym.agents.backends import BackendConfig
     from branchgym.collect import CollectConfig, collect
 
     if algo not in ("grpo", "arpo", "aepo"):
@@ -145,6 +155,7 @@ def rollout(
         max_turns=max_turns,
         imports=tuple(import_ or ()),
         env_processes=processes,
+        backend=BackendConfig(backend, base_url, served_model),  # type: ignore[arg-type]
     )
     try:
         result = collect(cfg, progress=lambda done, total: console.print(f"{done}/{total} trees"))
@@ -158,6 +169,7 @@ def _fail(exc: Exception) -> None:
     import gymnasium as gym
 
     from branchgym.agents.model import ModelLoadError
+    from branchgym.agents.openai import ServerError
     from branchgym.rollouts.manager import BranchingUnsupported
     from branchgym.rollouts.store import StoreError
 
@@ -166,6 +178,8 @@ def _fail(exc: Exception) -> None:
         ModelLoadError,
         StoreError,
         BranchingUnsupported,
+        ServerError,
+        ImportError,
         ValueError,
         KeyError,
         OSError,

@@ -19,7 +19,9 @@ from dataclasses import asdict, dataclass, field
 import torch
 
 from branchgym import envs
+from branchgym.agents.backends import BackendConfig, check_backend, remote_policy, remote_tokenizer
 from branchgym.agents.hf import HFPolicy
+from branchgym.agents.policy import Policy
 from branchgym.agents.protocol import TurnCodec
 from branchgym.config import TrainConfig
 from branchgym.envs.subprocess import SubprocessEnv
@@ -50,6 +52,7 @@ class CollectConfig:
     batch: int = 8  # tasks rolled out together
     imports: tuple[str, ...] = ()  # modules imported first, so they can register environments
     env_processes: bool = False  # one process per environment (SubprocessEnv), for heavy envs
+    backend: BackendConfig = field(default_factory=BackendConfig)  # hf, vllm or openai
 
     def rollout_config(self) -> RolloutConfig:
         """ARPO spends half of ``n`` on full samples (the authors' M=16, N=8)."""
@@ -77,9 +80,21 @@ def import_modules(names: Sequence[str]) -> None:
             raise ValueError(f"cannot import {name!r} (--import): {exc}") from exc
 
 
+def _policy(cfg: CollectConfig, make_env) -> tuple[Policy, object]:
+    if cfg.backend.backend != "hf":
+        assert cfg.model_path is not None
+        tokenizer, vocab_size = remote_tokenizer(cfg.model_path)
+        return remote_policy(cfg.backend, cfg.model_path, vocab_size, cfg.seed), tokenizer
+    model, tokenizer = build_policy_model(
+        TrainConfig(env_id=cfg.env_id, seed=cfg.seed, model_path=cfg.model_path), make_env
+    )
+    return HFPolicy(model, tokenizer, tokenizer.pad_token_id, seed=cfg.seed), tokenizer
+
+
 def collect(cfg: CollectConfig, progress=None) -> dict:
     """Roll out ``cfg.tasks`` tasks and store their trees; returns the run id and metrics."""
     import_modules(cfg.imports)
+    check_backend(cfg.backend, cfg.model_path)
     torch.manual_seed(cfg.seed)
 
     def make_env():
@@ -95,10 +110,7 @@ def collect(cfg: CollectConfig, progress=None) -> dict:
         raise ValueError(f"cannot make {cfg.env_id} with {cfg.env_kwargs}: {exc}") from exc
     if cfg.algo != "grpo":
         require_snapshots(make_env, cfg.algo)
-    model, tokenizer = build_policy_model(
-        TrainConfig(env_id=cfg.env_id, seed=cfg.seed, model_path=cfg.model_path), make_env
-    )
-    policy = HFPolicy(model, tokenizer, tokenizer.pad_token_id, seed=cfg.seed)
+    policy, tokenizer = _policy(cfg, make_env)
     manager = RolloutManager(make_env, policy, TurnCodec(tokenizer), cfg.rollout_config())
     run_id = f"rollout-{time.strftime('%Y%m%d-%H%M%S')}-{cfg.algo}-seed{cfg.seed}"
     tasks = task_refs(cfg.env_id, cfg.split, cfg.tasks, start=cfg.seed * cfg.tasks)
