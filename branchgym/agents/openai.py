@@ -75,9 +75,11 @@ class OpenAIPolicy:
         coro = self.agenerate(requests, seeds)
         try:
             asyncio.get_running_loop()
+            inside_loop = True
         except RuntimeError:
-            return asyncio.run(coro)
-        return _run_in_thread(coro)  # called from inside an event loop: do not block it
+            inside_loop = False
+        # Called from inside an event loop, run in a thread of its own rather than block it.
+        return _run_in_thread(coro) if inside_loop else asyncio.run(coro)
 
     async def agenerate(
         self, requests: Sequence[GenerationRequest], seeds: Sequence[int] | None = None
@@ -89,7 +91,8 @@ class OpenAIPolicy:
 
             async def one(req: GenerationRequest, seed: int) -> Generation:
                 async with gate:
-                    return parse_completion(await self._post(client, _body(self.cfg, req, seed)))
+                    answer = await self._post(client, _body(self.cfg, req, seed))
+                    return parse_completion(answer, self.cfg.top_logprobs)
 
             return list(
                 await asyncio.gather(*(one(r, s) for r, s in zip(requests, seeds, strict=True)))
@@ -149,15 +152,18 @@ def _body(cfg: ServerConfig, req: GenerationRequest, seed: int) -> dict[str, Any
     }
 
 
-def parse_completion(payload: dict[str, Any]) -> Generation:
-    """A ``Generation`` from one ``/completions`` answer, or a ``ServerError`` saying why not."""
+def parse_completion(payload: dict[str, Any], top_k: int = 20) -> Generation:
+    """A ``Generation`` from one ``/completions`` answer, or a ``ServerError`` saying why not.
+
+    vLLM adds the sampled token to a position's ``top_logprobs`` when it is not among the top
+    ``top_k``; the entropy estimate uses the top ``top_k`` only."""
     try:
         choice = payload["choices"][0]
         lp = choice["logprobs"]
         tokens, chosen, tops = lp["tokens"], lp["token_logprobs"], lp["top_logprobs"]
         ids = tuple(_token_id(t) for t in tokens)
         logprobs = tuple(float(x) for x in chosen)
-        entropies = tuple(topk_entropy(top.values()) for top in tops)
+        entropies = tuple(topk_entropy(sorted(t.values(), reverse=True)[:top_k]) for t in tops)
         finish = "length" if choice.get("finish_reason") == "length" else "stop"
         text = str(choice.get("text", ""))
     except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:

