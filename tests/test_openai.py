@@ -36,6 +36,8 @@ def test_topk_entropy_bounds_bracket_the_truth():
     assert low == pytest.approx(1.5 * math.log(2))
     assert high == pytest.approx(exact)  # the tail here is uniform: the upper bound is exact
     assert low <= exact <= high
+    # Given |V|, the estimate is the midpoint of the bounds.
+    assert topk_entropy([math.log(0.5), math.log(0.25)], 7) == pytest.approx((low + high) / 2)
     with pytest.raises(ValueError, match="at least one"):
         topk_entropy([])
 

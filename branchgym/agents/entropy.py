@@ -5,13 +5,16 @@ distribution. Summing ``-p log p`` over those alone ignores the probability mass
 p_i`` left in the other ``|V| - k`` tokens, and under-estimates the entropy exactly where the
 branching rules care: at uncertain positions, where the tail is heavy.
 
-The estimator charges the tail as if it were made of tokens as likely as the k-th one: ``r /
-p_k`` tokens of probability ``p_k`` each, contributing ``-r log p_k``. No tail token can be
-likelier than ``p_k`` (the list is the top k), so this is the least entropy the tail can hold:
-the estimate is a lower bound of the exact entropy, and it is exact when the tail is empty.
-The other extreme, the tail spread evenly over the ``|V| - k`` tokens, gives the upper bound
-``-r log(r / (|V| - k))`` (``topk_entropy_bounds``). The benchmark ``branchgym bench entropy``
-measures the error of both against the exact entropy on the tiny model.
+Two bounds bracket the exact entropy (``topk_entropy_bounds``). No tail token can be likelier
+than the k-th listed one, so the tail holds at least the entropy of ``r / p_k`` tokens of
+probability ``p_k``: ``-r log p_k`` (the lower bound). At most, the tail is spread evenly over
+the ``|V| - k`` other tokens: ``-r log(r / (|V| - k))`` (the upper bound). Both are exact when
+the tail is empty.
+
+``topk_entropy`` returns the midpoint of the two when ``|V|`` is known, else the lower bound.
+The midpoint was chosen by measurement (``branchgym bench entropy``, warm-started tiny model,
+top 20): its mean absolute error was 0.005 nats on Household-v0 and 0.024 on SearchQA-v0,
+against 0.015 / 0.111 for the lower bound and 0.005 / 0.080 for the upper bound.
 """
 
 from __future__ import annotations
@@ -30,9 +33,16 @@ def _top(logprobs: Iterable[float]) -> tuple[float, float, float]:
     return head, tail, probs[-1]
 
 
-def topk_entropy(logprobs: Iterable[float]) -> float:
-    """Estimated entropy (nats) of a distribution known by its top-k log-probs."""
-    head, tail, p_k = _top(logprobs)
+def topk_entropy(logprobs: Iterable[float], vocab_size: int | None = None) -> float:
+    """Estimated entropy (nats) of a distribution known by its top-k log-probs.
+
+    The midpoint of ``topk_entropy_bounds`` when ``vocab_size`` is given, else the lower bound.
+    """
+    listed = list(logprobs)
+    if vocab_size is not None:
+        low, high = topk_entropy_bounds(listed, vocab_size)
+        return (low + high) / 2
+    head, tail, p_k = _top(listed)
     if tail <= 0.0 or p_k <= 0.0:
         return head
     return head - tail * math.log(p_k)

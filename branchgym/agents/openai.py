@@ -3,7 +3,8 @@
 Each request goes to ``POST {base_url}/completions`` as token ids in and token ids out
 (``return_tokens_as_token_ids``), so the trained tokens are exactly the sampled ones: nothing
 is re-tokenised. Per-token entropies are estimated from the top ``top_logprobs`` log-probs with
-the tail mass accounted for (``branchgym.agents.entropy``), and flagged ``entropy_exact=False``.
+the tail mass accounted for (``branchgym.agents.entropy``; pass ``vocab_size`` for the better
+estimate), and flagged ``entropy_exact=False``.
 
 Requests of one ``generate`` call are sent concurrently (at most ``max_concurrency`` at once)
 so the server batches them. Every request has connect and read timeouts; connection failures,
@@ -92,7 +93,7 @@ class OpenAIPolicy:
             async def one(req: GenerationRequest, seed: int) -> Generation:
                 async with gate:
                     answer = await self._post(client, _body(self.cfg, req, seed))
-                    return parse_completion(answer, self.cfg.top_logprobs)
+                    return parse_completion(answer, self.cfg.top_logprobs, self.vocab_size)
 
             return list(
                 await asyncio.gather(*(one(r, s) for r, s in zip(requests, seeds, strict=True)))
@@ -152,7 +153,9 @@ def _body(cfg: ServerConfig, req: GenerationRequest, seed: int) -> dict[str, Any
     }
 
 
-def parse_completion(payload: dict[str, Any], top_k: int = 20) -> Generation:
+def parse_completion(
+    payload: dict[str, Any], top_k: int = 20, vocab_size: int | None = None
+) -> Generation:
     """A ``Generation`` from one ``/completions`` answer, or a ``ServerError`` saying why not.
 
     vLLM adds the sampled token to a position's ``top_logprobs`` when it is not among the top
@@ -163,7 +166,9 @@ def parse_completion(payload: dict[str, Any], top_k: int = 20) -> Generation:
         tokens, chosen, tops = lp["tokens"], lp["token_logprobs"], lp["top_logprobs"]
         ids = tuple(_token_id(t) for t in tokens)
         logprobs = tuple(float(x) for x in chosen)
-        entropies = tuple(topk_entropy(sorted(t.values(), reverse=True)[:top_k]) for t in tops)
+        entropies = tuple(
+            topk_entropy(sorted(t.values(), reverse=True)[:top_k], vocab_size) for t in tops
+        )
         finish = "length" if choice.get("finish_reason") == "length" else "stop"
         text = str(choice.get("text", ""))
     except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:

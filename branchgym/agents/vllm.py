@@ -95,7 +95,7 @@ class VLLMPolicy:
         for tok, table in zip(ids, completion.logprobs, strict=True):
             logprobs.append(float(table[tok].logprob))
             top = sorted((lp.logprob for lp in table.values()), reverse=True)
-            entropies.append(topk_entropy(top[: self.top_logprobs]))
+            entropies.append(topk_entropy(top[: self.top_logprobs], self.vocab_size))
         finish = "length" if completion.finish_reason == "length" else "stop"
         return Generation(
             ids, completion.text, tuple(logprobs), tuple(entropies), finish, entropy_exact=False
