@@ -389,6 +389,24 @@ def test_generation_stops_at_stop_token(tiny_tok, codec, tiny_lm):
     assert g.token_ids == probe.token_ids[: probe.token_ids.index(stop) + 1]
 
 
+def test_generation_stops_at_the_token_that_completes_a_stop_string(tiny_tok, codec, tiny_lm):
+    policy = HFPolicy(sharpen(tiny_lm), tiny_tok, tiny_tok.pad_token_id, seed=0)
+    prompt = tuple(codec.observation_ids(OBS[0]))
+    (free,) = policy.generate([GenerationRequest(prompt, SamplingParams(12, 1.0))])
+
+    def text(ids) -> str:
+        return tiny_tok.decode(list(ids), skip_special_tokens=True)
+
+    # a stop string that the sample completes at some token (it may be completed earlier)
+    cut = next(i for i in range(2, 12) if text(free.token_ids[i : i + 1]).strip())
+    stop = text(free.token_ids[cut : cut + 1]).strip()
+    policy.generator.manual_seed(0)  # the same draws again, up to the stop
+    (g,) = policy.generate([GenerationRequest(prompt, SamplingParams(12, 1.0, stop=(stop,)))])
+    assert g.finish_reason == "stop"
+    assert g.token_ids == free.token_ids[: len(g.token_ids)] and len(g.token_ids) <= cut + 1
+    assert stop in text(g.token_ids) and stop not in text(g.token_ids[:-1])
+
+
 def test_prefix_no_longer_than_fed_tokens_is_rejected_or_reencoded(tiny_tok, codec, tiny_lm):
     policy = HFPolicy(sharpen(tiny_lm), tiny_tok, tiny_tok.pad_token_id, seed=0)
     p = SamplingParams(max_new_tokens=3, temperature=1.0)

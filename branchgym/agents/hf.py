@@ -165,7 +165,7 @@ class HFPolicy:
             for i in range(n):
                 if finish[i] is None:
                     out[i].append((int(tok[i]), float(logp[i]), float(ent[i])))
-                    if int(tok[i]) in requests[i].params.stop_token_ids:
+                    if self._stops(out[i], requests[i].params):
                         finish[i] = "stop"
                     elif len(out[i]) >= limits[i]:
                         finish[i] = "length"
@@ -173,6 +173,17 @@ class HFPolicy:
                 break
             logits = self._feed_next(tok, [f is None for f in finish])
         return [self._generation(o, f) for o, f in zip(out, finish, strict=True)]
+
+    def _stops(self, steps: list[tuple[int, float, float]], params) -> bool:
+        """Whether the latest token is a stop token or completes a stop string."""
+        if steps[-1][0] in params.stop_token_ids:
+            return True
+        if not params.stop:
+            return False
+        text = self.tokenizer.decode([s[0] for s in steps], skip_special_tokens=True)
+        # only a match that ends inside the latest token's text: earlier ones would have stopped
+        last = len(self.tokenizer.decode([steps[-1][0]], skip_special_tokens=True))
+        return any(stop in text[max(0, len(text) - last - len(stop) + 1) :] for stop in params.stop)
 
     def _sample(self, logits: torch.Tensor, temps: torch.Tensor):
         greedy = temps <= 0

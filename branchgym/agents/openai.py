@@ -148,6 +148,8 @@ def _body(cfg: ServerConfig, req: GenerationRequest, seed: int) -> dict[str, Any
         "logprobs": cfg.top_logprobs,
         "return_tokens_as_token_ids": True,
         "stop_token_ids": list(params.stop_token_ids),
+        "stop": list(params.stop),
+        "include_stop_str_in_output": True,
         "skip_special_tokens": True,
         "seed": seed,
     }

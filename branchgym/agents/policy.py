@@ -17,9 +17,14 @@ FinishReason = Literal["stop", "length"]
 
 @dataclass(frozen=True)
 class SamplingParams:
+    """How to sample one continuation. Generation ends at ``max_new_tokens``, at a token in
+    ``stop_token_ids``, or at the token that completes one of the ``stop`` strings (e.g. a
+    closing tool tag); the stopping token is kept, so the action is exactly what was sampled."""
+
     max_new_tokens: int = 32
     temperature: float = 1.0
     stop_token_ids: tuple[int, ...] = ()
+    stop: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

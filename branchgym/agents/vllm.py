@@ -80,6 +80,8 @@ class VLLMPolicy:
                 max_tokens=r.params.max_new_tokens,
                 temperature=r.params.temperature,
                 stop_token_ids=list(r.params.stop_token_ids),
+                stop=list(r.params.stop),
+                include_stop_str_in_output=True,
                 logprobs=self.top_logprobs,
                 seed=self._seed * 1_000_003 + self._calls * 10_007 + i,
                 skip_special_tokens=True,
