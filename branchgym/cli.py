@@ -38,11 +38,15 @@ def train(
         bool | None,
         typer.Option("--sil/--no-sil", help="SPEAR self-imitation replay (default: preset's)"),
     ] = None,
+    chat_template: Annotated[
+        bool, typer.Option(help="turns in the --model's own chat template, not branchgym's")
+    ] = False,
 ) -> None:
     """Cold-start SFT on expert demonstrations, then RL (GRPO-style updates on the sampled
     trees), with held-out evaluation."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from branchgym.agents.model import ModelLoadError
+    from branchgym.agents.protocol import TemplateError
     from branchgym.config import preset as get_preset
     from branchgym.rollouts.store import StoreError
     from branchgym.train import train as run_train
@@ -52,6 +56,7 @@ def train(
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--preset") from exc
     cfg = replace(cfg, seed=seed, db=db, out_dir=out, model_path=model)
+    cfg = replace(cfg, chat_template=chat_template)
     if rl_steps is not None:
         cfg = replace(cfg, rl=replace(cfg.rl, steps=rl_steps))
     if algo is not None:
@@ -60,8 +65,12 @@ def train(
         cfg = replace(cfg, rollout=replace(cfg.rollout, algo=algo))
     if sil is not None:
         cfg = replace(cfg, rl=replace(cfg.rl, sil=sil))
+    if chat_template and not model:
+        raise typer.BadParameter("needs --model: the embedded model has no chat template")
     try:
         run_train(cfg, console)
+    except TemplateError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--chat-template") from exc
     except StoreError as exc:
         raise typer.BadParameter(str(exc), param_hint="--db") from exc
     except ModelLoadError as exc:
@@ -122,6 +131,9 @@ def rollout(
     served_model: Annotated[
         str | None, typer.Option(help="openai backend: the served model name (default: --model)")
     ] = None,
+    chat_template: Annotated[
+        bool, typer.Option(help="turns in the --model's own chat template, not branchgym's")
+    ] = False,
 ) -> None:
     """Collect trajectory trees into the store without training; print their metrics as JSON."""
     import json
@@ -156,6 +168,7 @@ def rollout(
         imports=tuple(import_ or ()),
         env_processes=processes,
         backend=BackendConfig(backend, base_url, served_model),  # type: ignore[arg-type]
+        chat_template=chat_template,
     )
     try:
         result = collect(cfg, progress=lambda done, total: console.print(f"{done}/{total} trees"))

@@ -22,7 +22,7 @@ from branchgym import envs
 from branchgym.agents.backends import BackendConfig, check_backend, remote_policy, remote_tokenizer
 from branchgym.agents.hf import HFPolicy
 from branchgym.agents.policy import Policy
-from branchgym.agents.protocol import TurnCodec
+from branchgym.agents.protocol import TurnCodec, turn_format
 from branchgym.config import TrainConfig
 from branchgym.envs.subprocess import SubprocessEnv
 from branchgym.envs.wrappers import RestateInstruction
@@ -53,6 +53,7 @@ class CollectConfig:
     imports: tuple[str, ...] = ()  # modules imported first, so they can register environments
     env_processes: bool = False  # one process per environment (SubprocessEnv), for heavy envs
     backend: BackendConfig = field(default_factory=BackendConfig)  # hf, vllm or openai
+    chat_template: bool = False  # turns in the model's own chat template (needs model_path)
 
     def rollout_config(self) -> RolloutConfig:
         """ARPO spends half of ``n`` on full samples (the authors' M=16, N=8)."""
@@ -83,10 +84,16 @@ def import_modules(names: Sequence[str]) -> None:
 def _policy(cfg: CollectConfig, make_env) -> tuple[Policy, object]:
     if cfg.backend.backend != "hf":
         assert cfg.model_path is not None
-        tokenizer, vocab_size = remote_tokenizer(cfg.model_path)
+        tokenizer, vocab_size = remote_tokenizer(cfg.model_path, cfg.chat_template)
         return remote_policy(cfg.backend, cfg.model_path, vocab_size, cfg.seed), tokenizer
     model, tokenizer = build_policy_model(
-        TrainConfig(env_id=cfg.env_id, seed=cfg.seed, model_path=cfg.model_path), make_env
+        TrainConfig(
+            env_id=cfg.env_id,
+            seed=cfg.seed,
+            model_path=cfg.model_path,
+            chat_template=cfg.chat_template,
+        ),
+        make_env,
     )
     return HFPolicy(model, tokenizer, tokenizer.pad_token_id, seed=cfg.seed), tokenizer
 
@@ -111,7 +118,8 @@ def collect(cfg: CollectConfig, progress=None) -> dict:
     if cfg.algo != "grpo":
         require_snapshots(make_env, cfg.algo)
     policy, tokenizer = _policy(cfg, make_env)
-    manager = RolloutManager(make_env, policy, TurnCodec(tokenizer), cfg.rollout_config())
+    codec = TurnCodec(tokenizer, turn_format(tokenizer, cfg.chat_template))
+    manager = RolloutManager(make_env, policy, codec, cfg.rollout_config())
     run_id = f"rollout-{time.strftime('%Y%m%d-%H%M%S')}-{cfg.algo}-seed{cfg.seed}"
     tasks = task_refs(cfg.env_id, cfg.split, cfg.tasks, start=cfg.seed * cfg.tasks)
     groups = []

@@ -68,6 +68,7 @@ class TrainConfig:
     threads: int = 1  # torch threads; one is fastest for the tiny model on a busy 2-core box
     vocab_size: int = 1024
     model_path: str | None = None  # a Hugging Face model folder instead of the embedded model
+    chat_template: bool = False  # turns in the model's own chat template (needs model_path)
     model: TinyModelConfig = field(default_factory=TinyModelConfig)
     sft: SFTConfig = field(default_factory=SFTConfig)
     rl: RLConfig = field(default_factory=RLConfig)

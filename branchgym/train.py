@@ -31,7 +31,7 @@ from branchgym.agents.hf import HFPolicy
 from branchgym.agents.learner import Learner, TokenSample, samples_from_groups
 from branchgym.agents.losses import grpo_advantages, sil_weight
 from branchgym.agents.model import load_pretrained, n_params, tiny_model
-from branchgym.agents.protocol import TurnCodec
+from branchgym.agents.protocol import TurnCodec, turn_format
 from branchgym.agents.tokenizer import train_tokenizer
 from branchgym.config import TrainConfig
 from branchgym.envs.wrappers import RestateInstruction
@@ -105,7 +105,7 @@ def expert_demos(
     demos = []
     for task in tasks:
         obs, info = env.reset(seed=task.seed, options={"task": task})
-        ids = codec.observation_ids(obs)
+        ids = codec.observation_ids(obs, first=True)
         mask = [False] * len(ids)
         searched, visited = False, set()
         for _ in range(40):
@@ -297,7 +297,9 @@ def build_policy_model(cfg: TrainConfig, make_env: Callable):
     """``cfg.model_path`` loaded with the turn protocol's tokens, or the embedded tiny model
     with a tokenizer trained on the environment's own text."""
     if cfg.model_path:
-        return load_pretrained(cfg.model_path)
+        return load_pretrained(cfg.model_path, chat_template=cfg.chat_template)
+    if cfg.chat_template:
+        raise ValueError("--chat-template needs --model: the embedded model has no chat template")
     tokenizer = train_tokenizer(env_corpus(make_env, 400, cfg.seed), cfg.vocab_size)
     stop_id = TurnCodec(tokenizer).stop_id
     return tiny_model(len(tokenizer), tokenizer.pad_token_id, stop_id, cfg.model), tokenizer
@@ -315,7 +317,7 @@ def train(cfg: TrainConfig, console: Console | None = None) -> dict:
         return RestateInstruction(env) if cfg.restate_instruction else env
 
     model, tokenizer = build_policy_model(cfg, make_env)  # before the run folder: fail fast
-    codec = TurnCodec(tokenizer)
+    codec = TurnCodec(tokenizer, turn_format(tokenizer, cfg.chat_template))
     pad_id = tokenizer.pad_token_id
     run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-seed{cfg.seed}"
     run_dir = Path(cfg.out_dir) / run_id

@@ -58,3 +58,39 @@ def test_a_branchgym_policy_folder_loads_unchanged(tiny_tok, tiny_lm, tmp_path):
 def test_a_missing_model_is_a_clear_error(tmp_path):
     with pytest.raises(ModelLoadError, match="cannot load a causal LM from"):
         load_pretrained(str(tmp_path / "nothing-here"))
+
+
+def test_a_chat_model_rolls_out_in_its_own_chat_template(tmp_path):
+    from branchgym.collect import CollectConfig, collect
+    from branchgym.rollouts.store import TrajectoryStore
+    from tests.test_agents import CHATML
+
+    tok = foreign_tokenizer()
+    specials = ["<|im_start|>", "<|im_end|>"]
+    tok.add_special_tokens({"additional_special_tokens": specials, "pad_token": "<|pad|>"})
+    tok.chat_template = CHATML
+    model = tiny_model(len(tok), tok.pad_token_id, tok.convert_tokens_to_ids("<|im_end|>"), TINY)
+    folder = tmp_path / "chat"
+    model.save_pretrained(folder)
+    tok.save_pretrained(folder)
+    _, ltok = load_pretrained(str(folder), chat_template=True)
+    assert len(ltok) == len(tok)  # nothing added: the template's own tokens are the protocol
+
+    db = f"sqlite:///{tmp_path / 'r.db'}"
+    cfg = CollectConfig(model_path=str(folder), chat_template=True, n=2, tasks=1, db=db)
+    assert collect(cfg)["trees"] == 1
+    with TrajectoryStore(db) as store:
+        (run,) = store.list_runs()
+        group = store.load_group(store.groups(run.id)[0])
+    prompt = ltok.decode(list(group.segments[0].token_ids))
+    assert prompt.startswith("<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n")
+    assert "<|im_start|>user\n" in prompt and prompt.endswith("<|im_start|>assistant\n")
+
+
+def test_chat_template_without_a_model_is_refused(tmp_path):
+    from typer.testing import CliRunner
+
+    from branchgym.cli import app
+
+    result = CliRunner().invoke(app, ["train", "--preset", "smoke", "--chat-template"])
+    assert result.exit_code == 2 and "needs --model" in result.output

@@ -16,7 +16,7 @@ from typing import Literal
 
 from branchgym.agents.model import ModelLoadError
 from branchgym.agents.policy import Policy
-from branchgym.agents.protocol import TurnFormat
+from branchgym.agents.protocol import turn_format
 
 Backend = Literal["hf", "vllm", "openai"]
 BACKENDS: tuple[str, ...] = ("hf", "vllm", "openai")
@@ -43,23 +43,24 @@ def check_backend(cfg: BackendConfig, model_path: str | None) -> None:
         raise ValueError("--backend openai needs --base-url, e.g. http://127.0.0.1:8000/v1")
 
 
-def remote_tokenizer(path: str, fmt: TurnFormat | None = None):
+def remote_tokenizer(path: str, chat_template: bool = False):
     """The tokenizer and vocabulary size of a served model folder, checked for the protocol."""
     from transformers import AutoConfig, AutoTokenizer
 
-    fmt = fmt or TurnFormat()
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
         vocab_size = int(AutoConfig.from_pretrained(path).vocab_size)
     except (OSError, ValueError) as exc:
         raise ModelLoadError(f"cannot load a tokenizer and config from {path!r}: {exc}") from exc
+    fmt = turn_format(tokenizer, chat_template)
     vocab = tokenizer.get_vocab()
-    missing = [t for t in (fmt.obs_open, fmt.act_open, fmt.act_close) if t not in vocab]
-    if missing or tokenizer.pad_token is None:
+    missing = [t for t in fmt.special_tokens() if t not in vocab]
+    if missing:  # (a pad token is only needed where this process runs the model)
         raise ModelLoadError(
-            f"{path!r} lacks the turn protocol's tokens {missing or ['a pad token']}; serve a "
+            f"{path!r} lacks the turn protocol's tokens {missing}; serve a "
             "policy folder written by `branchgym train` (or save `load_pretrained(path)`'s model "
-            "and tokenizer and serve that)"
+            "and tokenizer and serve that), or use the model's own chat template "
+            "(--chat-template)"
         )
     return tokenizer, vocab_size
 

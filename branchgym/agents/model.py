@@ -66,13 +66,15 @@ def n_params(model: torch.nn.Module) -> int:
 
 
 def load_pretrained(
-    path: str, fmt: TurnFormat | None = None
+    path: str, fmt: TurnFormat | None = None, chat_template: bool = False
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Any Hugging Face causal LM and its tokenizer, made ready for the turn protocol.
 
     The protocol's tokens (``<|obs|>``, ``<|act|>``, ``<|end|>``) and a pad token are added as
     special tokens where the tokenizer lacks them, and the embeddings grow to match; a policy
-    folder written by ``branchgym train`` already has them and loads unchanged.
+    folder written by ``branchgym train`` already has them and loads unchanged. With
+    ``chat_template`` the protocol is the tokenizer's own chat template and nothing is added
+    but a pad token.
 
     Raises:
         ModelLoadError: the path holds no loadable model or tokenizer (the message names it).
@@ -84,8 +86,10 @@ def load_pretrained(
     except (OSError, ValueError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ModelLoadError(f"cannot load a causal LM from {path!r}: {first}") from exc
+    if chat_template:
+        fmt = TurnFormat.from_chat_template(tokenizer)
     vocab = tokenizer.get_vocab()
-    missing = [t for t in (fmt.obs_open, fmt.act_open, fmt.act_close) if t not in vocab]
+    missing = [t for t in fmt.special_tokens() if t not in vocab]
     if missing:
         tokenizer.add_tokens(missing, special_tokens=True)
     if tokenizer.pad_token is None:

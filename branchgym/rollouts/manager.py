@@ -268,7 +268,7 @@ class RolloutManager:
             return
         _, obs = outcome
         root = path.tree.nodes[0] if path.tree.nodes else None
-        ids = self.codec.observation_ids(obs)
+        ids = self.codec.observation_ids(obs, first=True)
         if root is not None and root.parent_id is None and list(root.token_ids) == ids:
             path.nodes, path.tokens = [root.id], list(ids)  # the prompt is shared
         else:
