@@ -10,7 +10,9 @@ point, and samples its own continuation; the parent goes on too. ``algo`` picks 
 - ``grpo``: ``samples_per_task`` full samples, no branches.
 - ``arpo``: ``initial`` full samples, then up to ``budget - initial`` branches where the entropy
   of the ``k`` tokens generated right after a tool result rose above the path's own first-turn
-  entropy. When every path has ended with budget left, the rest becomes fresh full samples.
+  entropy. With the default ``schedule="deferred"`` the full samples finish first and the slots
+  go to the tree's strongest decisions; ``"online"`` grants them as decisions arrive. When
+  every path has ended with budget left, the rest becomes fresh full samples.
 - ``aepo``: the split between full samples and branches comes from entropy pre-monitoring (a
   probe sample per task, or the task's statistics from the previous call), and the branch
   probability is damped by the number of consecutive branches on the same path.
@@ -334,16 +336,16 @@ class RolloutManager:
             if cfg.schedule == "deferred":
                 path.streak += 1
             n_new = len(gen.token_ids)
-            point = _Point(
-                path,
-                p,
-                self._rng.random(),
-                len(path.nodes) - 1,
-                len(path.tokens) - n_new,
-                path.ret,
-                path.turns - 1,
-                path.tool_calls,
-                path.streak,
+            point = _Point(  # the parent as it stood before this turn: the tool result last
+                parent=path,
+                bid=p,
+                tie=self._rng.random(),
+                n_nodes=len(path.nodes) - 1,
+                n_tokens=len(path.tokens) - n_new,
+                ret=path.ret,
+                turns=path.turns - 1,
+                tool_calls=path.tool_calls,
+                streak=path.streak,
             )
             bids.setdefault(id(path.tree), []).append(point)
         if cfg.schedule == "deferred":
