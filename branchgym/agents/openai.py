@@ -115,9 +115,11 @@ class OpenAIPolicy:
         for attempt in range(cfg.retries + 1):
             if attempt:
                 await asyncio.sleep(cfg.backoff * 2 ** (attempt - 1))
-            try:
-                resp = await client.post("/completions", json=body)
-            except httpx.TimeoutException:
+            try:  # the outer bound also catches a server that trickles bytes forever
+                resp = await asyncio.wait_for(
+                    client.post("/completions", json=body), cfg.timeout + cfg.connect_timeout
+                )
+            except (httpx.TimeoutException, asyncio.TimeoutError):
                 last = f"no answer within {cfg.timeout:g} s"
                 continue
             except httpx.TransportError as exc:
