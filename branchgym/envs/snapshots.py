@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import gymnasium as gym
+
+
+class BranchingUnsupported(TypeError):
+    """Branching was asked of an environment that cannot snapshot its state."""
 
 
 def can_snapshot(env: gym.Env) -> bool:
@@ -18,3 +24,19 @@ def can_snapshot(env: gym.Env) -> bool:
         return methods and bool(env.get_wrapper_attr("supports_snapshot"))
     except AttributeError:
         return methods
+
+
+def require_snapshots(env_factory: Callable[[], gym.Env], algo: str) -> None:
+    """Raise ``BranchingUnsupported`` unless the factory's envs can snapshot and restore."""
+    env = env_factory()
+    try:
+        if not can_snapshot(env):
+            name = type(env.unwrapped).__name__
+            raise BranchingUnsupported(
+                f"{algo} branches paths from environment snapshots, but {name} has no "
+                "snapshot()/restore(). Add `def snapshot(self)` returning the episode state "
+                "and `def restore(self, snap)` putting it back exactly, or sample with "
+                "algo='grpo', which needs neither."
+            )
+    finally:
+        env.close()

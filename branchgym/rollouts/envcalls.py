@@ -98,3 +98,20 @@ class EnvCalls:
                     fut.set_result(outcome[1])
                 else:
                     fut.set_exception(outcome[1])
+
+
+def checked_step(outcome: Any) -> tuple[str, float, bool, bool, dict]:
+    """``step()``'s 5-tuple, typed, or a ValueError / TypeError that says what was wrong."""
+    if not isinstance(outcome, tuple) or len(outcome) != 5:
+        raise ValueError(
+            f"step() must return (obs, reward, terminated, truncated, info), got {outcome!r:.200}"
+        )
+    obs, reward, terminated, truncated, info = outcome
+    if not isinstance(obs, str):
+        raise TypeError(f"step() returned a {type(obs).__name__} observation, not a str")
+    reward = float(reward)
+    if reward != reward or reward in (float("inf"), float("-inf")):
+        raise ValueError(f"step() returned a non-finite reward {reward}")
+    if not isinstance(info, dict):
+        raise TypeError(f"step() returned a {type(info).__name__} info, not a dict")
+    return obs, reward, bool(terminated), bool(truncated), info

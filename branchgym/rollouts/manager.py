@@ -27,7 +27,7 @@ from __future__ import annotations
 import itertools
 import random
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import gymnasium as gym
@@ -35,22 +35,20 @@ import gymnasium as gym
 from branchgym.agents.policy import Generation, GenerationRequest, Policy, SamplingParams
 from branchgym.agents.protocol import TurnCodec
 from branchgym.envs.errors import ToolError
-from branchgym.envs.snapshots import can_snapshot
+from branchgym.envs.snapshots import BranchingUnsupported, require_snapshots
 from branchgym.rollouts import branching as rules
 from branchgym.rollouts.branching import AEPOConfig, ARPOConfig
-from branchgym.rollouts.envcalls import EnvCalls, EnvTimeout
+from branchgym.rollouts.envcalls import EnvCalls, EnvTimeout, checked_step
 from branchgym.rollouts.metrics import entropy_profile
-from branchgym.trajectory import EndReason, Group, Segment, SegmentKind, TaskRef, Trajectory
+from branchgym.rollouts.tree import Path, Point, Tree, freeze, strength
+from branchgym.trajectory import EndReason, Group, SegmentKind, TaskRef
 
 EnvFactory = Callable[[], gym.Env]
 Algo = Literal["grpo", "arpo", "aepo"]
 _path_counter = itertools.count()
-_Work = tuple["_Path", Callable[[], Any], Callable[["_Path", Any], None]]
+_Work = tuple["Path", Callable[[], Any], Callable[["Path", Any], None]]
 _HISTORY_CAP = 100_000  # AEPO pre-monitoring statistics kept, most recent tasks first
-
-
-class BranchingUnsupported(TypeError):
-    """Branching was asked of an environment that cannot snapshot its state."""
+__all__ = ["BranchingUnsupported", "RolloutConfig", "RolloutManager", "require_snapshots"]
 
 
 @dataclass(frozen=True)
@@ -70,70 +68,6 @@ class RolloutConfig:
     seed: int = 0  # the coin of rule="sample" and the tie-break between equal branch bids
 
 
-@dataclass
-class _Tree:
-    """One task's tree under construction, and what is left of its budget."""
-
-    task: TaskRef
-    nodes: list[Segment] = field(default_factory=list)
-    paths: list[_Path] = field(default_factory=list)
-    dropped: list[_Path] = field(default_factory=list)  # AEPO probes not kept: closed, not stored
-    full_left: int = 0  # full samples still to start in this phase
-    branch_left: int = 0  # branch slots left
-    started: bool = False  # this phase's full samples were started
-    points: list[_Point] = field(default_factory=list)  # deferred schedule: candidates kept
-
-
-@dataclass
-class _Path:
-    """One root-to-leaf path under construction."""
-
-    tree: _Tree
-    session: str
-    parent_session: str | None = None
-    env: gym.Env | None = None
-    nodes: list[int] = field(default_factory=list)
-    tokens: list[int] = field(default_factory=list)
-    ret: float = 0.0
-    turns: int = 0
-    tool_calls: int = 0
-    won: bool = False
-    finish: str = "stop"  # how its latest turn's generation ended
-    end: EndReason | None = None
-    error: str = ""  # why a path ended before its first node
-    h_init: float | None = None  # entropy of the head of its first turn: the branch baseline
-    streak: int = 0  # consecutive branch decisions on this path (AEPO's l)
-    after_tool: bool = False  # the last node is a tool result, not the prompt
-    fresh_branch: bool = False  # its next turn is the branch's own first one
-
-    def add(self, kind: SegmentKind, ids: Sequence[int], text: str, gen=None) -> None:
-        extra = {} if gen is None else {"logprobs": gen.logprobs, "entropies": gen.entropies}
-        if gen is not None:
-            extra["entropy_exact"] = gen.entropy_exact
-        parent = self.nodes[-1] if self.nodes else None
-        node = Segment(len(self.tree.nodes), parent, kind, tuple(ids), text, **extra)
-        self.tree.nodes.append(node)
-        self.nodes.append(node.id)
-        self.tokens.extend(ids)
-
-
-@dataclass
-class _Point:
-    """A yes-decision to branch after a tool result: the parent as it stood at that point."""
-
-    parent: _Path
-    bid: float  # the branch probability: stronger bids are granted first
-    tie: float  # a seeded coin between equal bids
-    n_nodes: int  # the parent's nodes up to and including the tool result
-    n_tokens: int
-    ret: float
-    turns: int
-    tool_calls: int
-    streak: int
-    children: list[_Path] = field(default_factory=list)  # granted at once (online schedule)
-    snap: Any = None  # the environment at the tool result
-
-
 class RolloutManager:
     """Samples one trajectory tree per task with one policy."""
 
@@ -150,7 +84,7 @@ class RolloutManager:
 
     def rollout(self, tasks: Sequence[TaskRef], step: int = 0, version: int = 0) -> list[Group]:
         """One tree per task, as one ``Group`` per task in the order given."""
-        trees = [_Tree(task) for task in tasks]
+        trees = [Tree(task) for task in tasks]
         if self.cfg.algo != "grpo":
             require_snapshots(self.env_factory, self.cfg.algo)
         with EnvCalls(self.cfg.env_workers, self.cfg.env_timeout) as calls:
@@ -162,7 +96,7 @@ class RolloutManager:
                 self._run(trees, calls)
             finally:
                 self._close(trees, calls)
-        groups = [self._group(tree, step, version) for tree in trees]
+        groups = [freeze(tree, step, version) for tree in trees]
         if self.cfg.algo == "aepo":
             for group in groups:
                 self._history.pop(group.task, None)  # re-insert: the dict stays oldest-first
@@ -173,7 +107,7 @@ class RolloutManager:
 
     # -- budgets -----------------------------------------------------------------------------
 
-    def _plan(self, trees: list[_Tree]) -> None:
+    def _plan(self, trees: list[Tree]) -> None:
         cfg = self.cfg
         for tree in trees:
             if cfg.algo == "arpo":
@@ -182,7 +116,7 @@ class RolloutManager:
             else:
                 tree.full_left = cfg.samples_per_task
 
-    def _pre_monitor(self, trees: list[_Tree], calls: EnvCalls) -> None:
+    def _pre_monitor(self, trees: list[Tree], calls: EnvCalls) -> None:
         """AEPO: split each task's budget from H_root and H_tool, probing where asked."""
         aepo = self.cfg.aepo
         if aepo.pre_monitor == "probe":
@@ -205,7 +139,7 @@ class RolloutManager:
 
     # -- the turn loop -----------------------------------------------------------------------
 
-    def _run(self, trees: list[_Tree], calls: EnvCalls) -> None:
+    def _run(self, trees: list[Tree], calls: EnvCalls) -> None:
         while True:
             self._refill(trees, calls)
             active = [p for t in trees for p in t.paths if p.end is None]
@@ -218,7 +152,7 @@ class RolloutManager:
                 self._record(path, gen)
             self._step(active, self._branch(active, gens), calls)
 
-    def _refill(self, trees: list[_Tree], calls: EnvCalls) -> None:
+    def _refill(self, trees: list[Tree], calls: EnvCalls) -> None:
         """Start the phase's full samples, and spend budget left in finished trees.
 
         A finished tree first grants its kept branch points (deferred schedule); with none
@@ -245,12 +179,12 @@ class RolloutManager:
                 work.append((path, self._reset_call(path), self._begin))
         _run_work(work, calls)
 
-    def _new_path(self, tree: _Tree) -> _Path:
-        path = _Path(tree, f"p{next(_path_counter)}")
+    def _new_path(self, tree: Tree) -> Path:
+        path = Path(tree, f"p{next(_path_counter)}")
         tree.paths.append(path)
         return path
 
-    def _reset_call(self, path: _Path) -> Callable[[], tuple[gym.Env, str]]:
+    def _reset_call(self, path: Path) -> Callable[[], tuple[gym.Env, str]]:
         def call() -> tuple[gym.Env, str]:
             env = self.env_factory()
             path.env = env  # closed at the end even if reset fails
@@ -262,7 +196,7 @@ class RolloutManager:
 
         return call
 
-    def _begin(self, path: _Path, outcome: Any) -> None:
+    def _begin(self, path: Path, outcome: Any) -> None:
         if not isinstance(outcome, BaseException) and not isinstance(outcome[1], str):
             outcome = TypeError(f"reset() returned a {type(outcome[1]).__name__}, not a str")
         if isinstance(outcome, BaseException):
@@ -276,7 +210,7 @@ class RolloutManager:
         else:
             path.add(SegmentKind.ENV, ids, obs)
 
-    def _request(self, path: _Path) -> GenerationRequest:
+    def _request(self, path: Path) -> GenerationRequest:
         params = SamplingParams(
             max_new_tokens=self.cfg.max_action_tokens,
             temperature=self.cfg.temperature,
@@ -284,7 +218,7 @@ class RolloutManager:
         )
         return GenerationRequest(tuple(path.tokens), params, path.session, path.parent_session)
 
-    def _record(self, path: _Path, gen: Generation) -> None:
+    def _record(self, path: Path, gen: Generation) -> None:
         path.add(SegmentKind.MODEL, gen.token_ids, gen.text, gen)
         path.turns += 1
         path.finish = gen.finish_reason
@@ -302,7 +236,7 @@ class RolloutManager:
     def _k(self) -> int:
         return self._rules.k
 
-    def _bid(self, path: _Path, gen: Generation) -> float | None:
+    def _bid(self, path: Path, gen: Generation) -> float | None:
         """The branch probability after a tool result, or None where no decision is due."""
         fresh, path.fresh_branch = path.fresh_branch, False
         if self.cfg.algo == "grpo" or not path.after_tool or fresh or path.tree.branch_left <= 0:
@@ -318,14 +252,14 @@ class RolloutManager:
         a = self.cfg.aepo
         return rules.aepo_probability(rise, a.alpha, a.gamma, path.streak, a.penalty)
 
-    def _branch(self, active: list[_Path], gens: list[Generation]) -> list[_Point]:
+    def _branch(self, active: list[Path], gens: list[Generation]) -> list[Point]:
         """Decide every due branch; the online schedule also grants slots, strongest bid first.
 
         Handing slots out in batch order (as the released ARPO code does) would spend a tree's
         budget on whichever paths happen to come first; the strongest entropy rise wins here.
         The deferred schedule only collects the points (``_grant`` spends them later)."""
         cfg = self._rules
-        bids: dict[int, list[_Point]] = {}
+        bids: dict[int, list[Point]] = {}
         for path, gen in zip(active, gens, strict=True):
             p = self._bid(path, gen)
             if p is None:
@@ -336,7 +270,7 @@ class RolloutManager:
             if cfg.schedule == "deferred":
                 path.streak += 1
             n_new = len(gen.token_ids)
-            point = _Point(  # the parent as it stood before this turn: the tool result last
+            point = Point(  # the parent as it stood before this turn: the tool result last
                 parent=path,
                 bid=p,
                 tie=self._rng.random(),
@@ -352,7 +286,7 @@ class RolloutManager:
             return [p for points in bids.values() for p in points]
         granted = []
         for points in bids.values():
-            for point in sorted(points, key=_strength):
+            for point in sorted(points, key=strength):
                 path = point.parent
                 n = min(cfg.branches, path.tree.branch_left)
                 path.streak = point.streak = path.streak + 1 if n else 0
@@ -362,10 +296,18 @@ class RolloutManager:
                     granted.append(point)
         return granted
 
-    def _grant(self, tree: _Tree) -> list[_Point]:
+    def _keep(self, tree: Tree, point: Point) -> None:
+        """Keep a deferred point, and only as many of the strongest as the slots left can use
+        (so a tree holds a bounded number of snapshots; the weaker ones would never be granted)."""
+        tree.points.append(point)
+        usable = -(-tree.branch_left // self._rules.branches)  # ceil(slots / branches each)
+        if len(tree.points) > usable:
+            tree.points = sorted(tree.points, key=strength)[:usable]
+
+    def _grant(self, tree: Tree) -> list[Point]:
         """Deferred schedule: spend the tree's slots on its strongest kept points."""
         granted = []
-        for point in sorted(tree.points, key=_strength):
+        for point in sorted(tree.points, key=strength):
             if tree.branch_left <= 0:
                 break
             n = min(self._rules.branches, tree.branch_left)
@@ -375,7 +317,7 @@ class RolloutManager:
         tree.points = [p for p in tree.points if not p.children]
         return granted
 
-    def _child(self, point: _Point) -> _Path:
+    def _child(self, point: Point) -> Path:
         """A new path that shares the parent's nodes up to (and including) the tool result."""
         parent = point.parent
         child = self._new_path(parent.tree)
@@ -389,7 +331,7 @@ class RolloutManager:
 
     # -- environment calls -------------------------------------------------------------------
 
-    def _step(self, active: list[_Path], points: list[_Point], calls: EnvCalls) -> None:
+    def _step(self, active: list[Path], points: list[Point], calls: EnvCalls) -> None:
         """Snapshot at the branch points, then step every path and restore every child.
 
         A point without children (deferred schedule) keeps its snapshot in its tree for
@@ -402,7 +344,7 @@ class RolloutManager:
                 point.parent.add(SegmentKind.ENV, (), f"environment error: {snap!r}")
             if not isinstance(snap, BaseException) and not point.children:
                 point.snap = snap
-                point.parent.tree.points.append(point)
+                self._keep(point.parent.tree, point)
             for child in point.children:
                 if isinstance(snap, BaseException):
                     child.end, child.error = EndReason.ENV_ERROR, f"snapshot failed: {snap!r}"
@@ -417,16 +359,16 @@ class RolloutManager:
                     work.append((path, self._step_call(path), self._stepped))
         _run_work(work, calls)
 
-    def _step_call(self, path: _Path) -> Callable[[], tuple]:
+    def _step_call(self, path: Path) -> Callable[[], tuple]:
         action = self.codec.action_text(path.tree.nodes[path.nodes[-1]].token_ids)
         env = path.env
         assert env is not None
         return lambda: env.step(action)
 
-    def _stepped(self, path: _Path, outcome: Any) -> None:
+    def _stepped(self, path: Path, outcome: Any) -> None:
         if not isinstance(outcome, BaseException):
             try:
-                outcome = _checked_step(outcome)
+                outcome = checked_step(outcome)
             except (TypeError, ValueError) as exc:
                 outcome = exc
         if isinstance(outcome, BaseException):
@@ -445,7 +387,7 @@ class RolloutManager:
             if len(path.tokens) + self.cfg.max_action_tokens > self.cfg.max_total_tokens:
                 path.end = EndReason.LENGTH
 
-    def _restore_call(self, child: _Path, snap: Any) -> Callable[[], gym.Env]:
+    def _restore_call(self, child: Path, snap: Any) -> Callable[[], gym.Env]:
         def call() -> gym.Env:
             env = self.env_factory()
             child.env = env
@@ -458,55 +400,23 @@ class RolloutManager:
 
         return call
 
-    def _restored(self, child: _Path, outcome: Any) -> None:
+    def _restored(self, child: Path, outcome: Any) -> None:
         if isinstance(outcome, BaseException):
             child.end = EndReason.ENV_ERROR
             child.add(SegmentKind.ENV, (), f"branch restore failed: {outcome!r}")
 
-    def _end_reason(self, path: _Path, terminated: bool, truncated: bool) -> EndReason | None:
+    def _end_reason(self, path: Path, terminated: bool, truncated: bool) -> EndReason | None:
         if terminated:
             return EndReason.TERMINATED
         if truncated or path.turns >= self.cfg.max_turns:
             return EndReason.TURN_LIMIT
         return None
 
-    def _close(self, trees: list[_Tree], calls: EnvCalls) -> None:
+    def _close(self, trees: list[Tree], calls: EnvCalls) -> None:
         envs = [p.env for t in trees for p in t.paths + t.dropped if p.env is not None]
         calls.run([env.close for env in envs])
 
     # -- the finished tree -------------------------------------------------------------------
-
-    def _group(self, tree: _Tree, step: int, version: int) -> Group:
-        """Freeze the tree: mark each path's leaf with its end and return."""
-        nodes = list(tree.nodes)
-        for path in tree.paths:
-            if not path.nodes:  # a failed reset never saw the prompt: a root of its own
-                nodes.append(Segment(len(nodes), None, SegmentKind.ENV, (), path.error))
-                path.nodes = [len(nodes) - 1]
-        trajectories = []
-        for path in tree.paths:
-            leaf = path.nodes[-1]
-            end = path.end or EndReason.ENV_ERROR
-            nodes[leaf] = replace(nodes[leaf], end_reason=end, reward=path.ret)
-            trajectories.append(
-                Trajectory(
-                    leaf_id=leaf,
-                    segment_ids=tuple(path.nodes),
-                    ret=path.ret,
-                    end_reason=end,
-                    won=path.won,
-                    n_turns=path.turns,
-                    tool_calls=path.tool_calls,
-                )
-            )
-        if len({t.leaf_id for t in trajectories}) != len(trajectories):
-            raise AssertionError("two paths share a leaf: a path ended without a node of its own")
-        return Group(tree.task, step, version, tuple(nodes), tuple(trajectories))
-
-
-def _strength(point: _Point) -> tuple[float, float]:
-    """Sort key: the strongest bid first, seeded coins between equal ones."""
-    return (-point.bid, point.tie)
 
 
 def _run_work(work: list[_Work], calls: EnvCalls) -> None:
@@ -514,39 +424,6 @@ def _run_work(work: list[_Work], calls: EnvCalls) -> None:
     outcomes = calls.run([call for _, call, _ in work])
     for (path, _, after), outcome in zip(work, outcomes, strict=True):
         after(path, outcome)
-
-
-def _checked_step(outcome: Any) -> tuple[str, float, bool, bool, dict]:
-    """``step()``'s 5-tuple, typed, or a ValueError / TypeError that says what was wrong."""
-    if not isinstance(outcome, tuple) or len(outcome) != 5:
-        raise ValueError(
-            f"step() must return (obs, reward, terminated, truncated, info), got {outcome!r:.200}"
-        )
-    obs, reward, terminated, truncated, info = outcome
-    if not isinstance(obs, str):
-        raise TypeError(f"step() returned a {type(obs).__name__} observation, not a str")
-    reward = float(reward)
-    if reward != reward or reward in (float("inf"), float("-inf")):
-        raise ValueError(f"step() returned a non-finite reward {reward}")
-    if not isinstance(info, dict):
-        raise TypeError(f"step() returned a {type(info).__name__} info, not a dict")
-    return obs, reward, bool(terminated), bool(truncated), info
-
-
-def require_snapshots(env_factory: EnvFactory, algo: str) -> None:
-    """Raise ``BranchingUnsupported`` unless the factory's envs can snapshot and restore."""
-    env = env_factory()
-    try:
-        if not can_snapshot(env):
-            name = type(env.unwrapped).__name__
-            raise BranchingUnsupported(
-                f"{algo} branches paths from environment snapshots, but {name} has no "
-                "snapshot()/restore(). Add `def snapshot(self)` returning the episode state "
-                "and `def restore(self, snap)` putting it back exactly, or sample with "
-                "algo='grpo', which needs neither."
-            )
-    finally:
-        env.close()
 
 
 def _snapshot(env: gym.Env | None) -> Any:
