@@ -15,17 +15,7 @@ from branchgym.agents.losses import (
     token_covariance,
     tool_call_bonus,
 )
-
-ATOL = 1e-5
-
-
-def close(actual: torch.Tensor | float, expected: float | list, atol: float = ATOL) -> bool:
-    return torch.allclose(
-        torch.as_tensor(actual, dtype=torch.float64),
-        torch.as_tensor(expected, dtype=torch.float64),
-        atol=atol,
-        rtol=0.0,
-    )
+from tests.test_losses import close
 
 
 def _t(values, requires_grad: bool = False) -> torch.Tensor:

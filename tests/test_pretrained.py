@@ -63,7 +63,7 @@ def test_a_missing_model_is_a_clear_error(tmp_path):
 def test_a_chat_model_rolls_out_in_its_own_chat_template(tmp_path):
     from branchgym.collect import CollectConfig, collect
     from branchgym.rollouts.store import TrajectoryStore
-    from tests.test_agents import CHATML
+    from tests.test_protocol import CHATML
 
     tok = foreign_tokenizer()
     specials = ["<|im_start|>", "<|im_end|>"]
