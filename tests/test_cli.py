@@ -212,6 +212,24 @@ def test_bench_branching_runs_with_a_tiny_budget():
     }
 
 
+@pytest.mark.slow
+def test_bench_prefix_and_entropy_run_with_a_tiny_budget():
+    args = ["bench", "prefix", "--set", "prefix_tokens=64", "--set", "repeats=1"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output)
+    # 64 once + 16 x (1 + 31) with reuse; 16 x (64 + 31) without
+    assert out["reuse"]["tokens"] == 64 + 16 * 32 and out["no_reuse"]["tokens"] == 16 * 95
+    tiny = ["--set", "tasks=1", "--set", "samples=2", "--set", "demos=16", "--set", "sft_steps=2"]
+    result = runner.invoke(app, ["bench", "entropy", *tiny])
+    assert result.exit_code == 0, result.output
+    for env in json.loads(result.output).values():
+        if isinstance(env, dict) and "positions" in env:
+            low, mid = env["lower_bound"], env["midpoint"]
+            assert env["positions"] > 0 and low["mean_abs_error"] >= 0
+            assert mid["mean_abs_error"] <= env["head_only"]["mean_abs_error"]
+
+
 def test_bench_names_what_exists():
     result = runner.invoke(app, ["bench", "nosuch"])
     assert result.exit_code == 2 and "branching" in result.output

@@ -159,3 +159,18 @@ def test_rollout_with_the_openai_backend_stores_trees(vllm_server, policy_dir, t
         group = store.load_group(store.groups(run.id)[0])
     model_segs = [s for s in group.segments if s.logprobs]
     assert model_segs and all(not s.entropy_exact for s in model_segs)
+
+
+def test_bench_generate_measures_both_backends():
+    import json
+
+    from typer.testing import CliRunner
+
+    from branchgym.cli import app
+
+    args = ["bench", "generate", "--set", "repeats=1", "--set", "new_tokens=4"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output[result.output.index("{\n") :])
+    for backend in ("hf", "vllm"):
+        assert set(out[backend]) == {"1", "16", "64"} and min(out[backend].values()) > 0
