@@ -7,6 +7,8 @@ come back as an observation (a str), never as an exception.
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -84,5 +86,7 @@ def test_searchqa_step_never_raises():
 def test_tool_call_parser_is_total(text):
     parsed = parse_call(text)
     assert isinstance(parsed, str) or (
-        parsed[0] in ("search", "answer") and parsed[1] and "<" not in parsed[1]
+        parsed.tool in ("search", "answer")
+        and parsed.argument.strip() == parsed.argument != ""
+        and not re.search(r"</?(search|answer|result)>", parsed.argument)
     )

@@ -251,3 +251,24 @@ def test_env_error_in_reset_ends_only_that_path(codec, broken):
             assert first.text == opening
             assert first.end_reason is None  # not the leaf of a healthy path
     assert_stored_as_seen(group, policy)
+
+
+def test_tool_envs_stop_generation_at_closing_tags(codec):
+    """SearchQA asks to stop at ``</search>``/``</answer>``; an action that ended there (no stop
+    token sampled) gets the stop token as a masked token before the result, so every turn
+    ends the way the demonstrations do."""
+
+    def act(req):
+        call = "<search>x</search>"
+        ids = tuple(codec.action_ids(call)[:-1])  # stopped at the closing tag, not at <|end|>
+        return Generation(ids, call, (-0.5,) * len(ids), (1.0,) * len(ids), "stop")
+
+    policy = ScriptedPolicy(act)
+    cfg = RolloutConfig(samples_per_task=1, max_turns=2)
+    (group,) = RolloutManager(
+        lambda: branchgym.envs.make("branchgym/SearchQA-v0"), policy, codec, cfg
+    ).rollout(task_refs("branchgym/SearchQA-v0", "train", 1))
+    assert all(r.params.stop == ("</search>", "</answer>") for r in policy.requests)
+    result = next(s for s in group.segments[2:] if s.kind is SegmentKind.ENV)
+    assert result.token_ids[0] == codec.stop_id and result.text.startswith("<result>")
+    assert list(result.token_ids[1:]) == codec.observation_ids(result.text)

@@ -14,6 +14,7 @@ import tests.fragile_env  # noqa: F401  (registers test/Fragile-v0 here too)
 from branchgym.agents.hf import HFPolicy
 from branchgym.agents.policy import Generation, ScriptedPolicy
 from branchgym.envs.subprocess import EnvProcessError, SubprocessEnv
+from branchgym.envs.toolcall import stop_strings
 from branchgym.rollouts.branching import ARPOConfig
 from branchgym.rollouts.manager import RolloutConfig, RolloutManager
 from branchgym.tasks.suite import task_refs
@@ -146,3 +147,16 @@ def test_a_result_that_does_not_pickle_is_an_error_not_a_dead_process():
         assert env.step("hi")[0] == "you said hi"  # still serving
     finally:
         env.close()
+
+
+def test_stop_strings_cross_the_pipe():
+    remote = SubprocessEnv("branchgym/SearchQA-v0", {"tags": ("look", "say", "result")})
+    try:
+        assert stop_strings(remote) == ("</look>", "</say>")
+    finally:
+        remote.close()
+    household = SubprocessEnv(HOUSEHOLD)
+    try:
+        assert stop_strings(household) == ()
+    finally:
+        household.close()

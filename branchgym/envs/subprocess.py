@@ -24,6 +24,7 @@ from typing import Any
 import gymnasium as gym
 
 from branchgym.envs.snapshots import can_snapshot
+from branchgym.envs.toolcall import stop_strings
 
 TEXT = gym.spaces.Text(max_length=4096, charset=string.printable)
 _CONTEXT: Any = None
@@ -54,7 +55,7 @@ def _serve(conn: Connection, env_id: str, kwargs: dict, imports: tuple[str, ...]
     except Exception as exc:
         conn.send((False, _portable(exc)))
         return
-    conn.send((True, can_snapshot(env)))
+    conn.send((True, (can_snapshot(env), stop_strings(env))))
     while True:
         method, args, kwargs = conn.recv()
         try:
@@ -98,8 +99,11 @@ class SubprocessEnv(gym.Env[str, str]):
         self._proc.start()
         child.close()
         self._closed = False
-        # raises here if the environment could not be made; else: can it snapshot?
-        self.supports_snapshot: bool = self._receive()
+        # raises here if the environment could not be made; else: can it snapshot, and where
+        # should generation stop?
+        self.supports_snapshot: bool
+        self.stop_strings: tuple[str, ...]
+        self.supports_snapshot, self.stop_strings = self._receive()
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         return self._call("reset", seed=seed, options=options)

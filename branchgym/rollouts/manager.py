@@ -36,6 +36,7 @@ from branchgym.agents.policy import Generation, GenerationRequest, Policy, Sampl
 from branchgym.agents.protocol import TurnCodec
 from branchgym.envs.errors import ToolError
 from branchgym.envs.snapshots import BranchingUnsupported, require_snapshots
+from branchgym.envs.toolcall import stop_strings
 from branchgym.rollouts import branching as rules
 from branchgym.rollouts.branching import AEPOConfig, ARPOConfig
 from branchgym.rollouts.envcalls import EnvCalls, EnvTimeout, checked_step
@@ -202,7 +203,8 @@ class RolloutManager:
         if isinstance(outcome, BaseException):
             path.end, path.error = EndReason.ENV_ERROR, f"environment failed to reset: {outcome!r}"
             return
-        _, obs = outcome
+        env, obs = outcome
+        path.stop = stop_strings(env)
         root = path.tree.nodes[0] if path.tree.nodes else None
         ids = self.codec.observation_ids(obs, first=True)
         if root is not None and root.parent_id is None and list(root.token_ids) == ids:
@@ -215,6 +217,7 @@ class RolloutManager:
             max_new_tokens=self.cfg.max_action_tokens,
             temperature=self.cfg.temperature,
             stop_token_ids=(self.codec.stop_id,),
+            stop=path.stop,
         )
         return GenerationRequest(tuple(path.tokens), params, path.session, path.parent_session)
 
@@ -327,6 +330,7 @@ class RolloutManager:
         child.ret, child.turns, child.tool_calls = point.ret, point.turns, point.tool_calls
         child.h_init, child.streak = parent.h_init, point.streak
         child.after_tool, child.fresh_branch = True, True
+        child.stop = parent.stop
         return child
 
     # -- environment calls -------------------------------------------------------------------
@@ -382,10 +386,16 @@ class RolloutManager:
         path.tool_calls += bool(info.get("tool_call", True))
         path.end = self._end_reason(path, terminated, truncated)
         if path.end is None:
-            path.add(SegmentKind.ENV, self.codec.observation_ids(obs), obs)
+            path.add(SegmentKind.ENV, self._turn_close(path) + self.codec.observation_ids(obs), obs)
             path.after_tool = True
             if len(path.tokens) + self.cfg.max_action_tokens > self.cfg.max_total_tokens:
                 path.end = EndReason.LENGTH
+
+    def _turn_close(self, path: Path) -> list[int]:
+        """The stop token, masked, after an action that ended at a stop string (a closing tool
+        tag) rather than at the stop token: every turn then ends the same way, as in the
+        demonstrations, though the model never sampled that token."""
+        return [] if path.tokens[-1:] == [self.codec.stop_id] else [self.codec.stop_id]
 
     def _restore_call(self, child: Path, snap: Any) -> Callable[[], gym.Env]:
         def call() -> gym.Env:

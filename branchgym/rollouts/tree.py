@@ -52,6 +52,7 @@ class Path:
     streak: int = 0  # consecutive branch decisions on this path (AEPO's l)
     after_tool: bool = False  # the last node is a tool result, not the prompt
     fresh_branch: bool = False  # its next turn is the branch's own first one
+    stop: tuple[str, ...] = ()  # the env's stop strings (closing tool tags)
 
     def add(self, kind: SegmentKind, ids: Sequence[int], text: str, gen=None) -> None:
         extra = {} if gen is None else {"logprobs": gen.logprobs, "entropies": gen.entropies}

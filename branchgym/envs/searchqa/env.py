@@ -6,7 +6,9 @@ with reward 1 for an exact match after SQuAD normalisation (``reward="f1"``: tok
 malformed, empty, nested or unknown call never raises: the observation says what was wrong and
 ``valid_action`` is False. ``info["expert_plan"]`` is the oracle's remaining plan (search each
 entity of the question's chain not yet searched, then answer); ``info["tool_call"]`` marks the
-steps that ran the search tool. State is tiny, so ``snapshot()`` is a copy of it.
+steps that ran the search tool. State is tiny, so ``snapshot()`` is a copy of it. The calls
+follow the shared protocol of ``branchgym.envs.toolcall``; ``tags=(search, answer, result)``
+renames the three tags.
 """
 
 from __future__ import annotations
@@ -20,13 +22,11 @@ import gymnasium as gym
 from rank_bm25 import BM25Okapi
 
 from branchgym.envs.searchqa.world import Question, World, build_world, make_question
+from branchgym.envs.toolcall import ToolCall, ToolProtocol
 from branchgym.tasks.scoring import exact_match, token_f1
 from branchgym.trajectory import TaskRef
 
 TEXT = gym.spaces.Text(max_length=4096, charset=string.printable)
-_CALL = re.compile(r"^\s*<(\w+)>(.*?)</(\w+)>\s*$", re.S)
-_SIMPLE_CALL = re.compile(r"<(\w+)>[^<>]*</\1>")
-_TOOLS = ("search", "answer")
 
 
 @lru_cache(maxsize=4)
@@ -39,24 +39,9 @@ def _terms(text: str) -> list[str]:
     return re.findall(r"[a-z0-9]+", text.lower())
 
 
-def parse_call(action: str) -> tuple[str, str] | str:
-    """``(tool, argument)`` of a well-formed call, or the reason it is not one."""
-    calls = _SIMPLE_CALL.findall(action)
-    if len(calls) > 1:
-        return f"One tool call per turn: found {len(calls)}."
-    match = _CALL.match(action)
-    if match is None:
-        return "Malformed tool call: write <search>query</search> or <answer>text</answer>."
-    tool, arg, close = match.groups()
-    if tool != close:
-        return f"Unbalanced tags: <{tool}> closed by </{close}>."
-    if tool not in _TOOLS:
-        return f"Unknown tool <{tool}>: use <search> or <answer>."
-    if "<" in arg or ">" in arg:
-        return "Nested tags: a call holds plain text only."
-    if not arg.strip():
-        return f"Empty <{tool}> call."
-    return tool, arg.strip()
+def parse_call(action: str) -> ToolCall | str:
+    """The call in ``action`` under the default tags, or the reason it is not one."""
+    return ToolProtocol(("search", "answer")).parse(action)
 
 
 class SearchQAEnv(gym.Env[str, str]):
@@ -70,9 +55,11 @@ class SearchQAEnv(gym.Env[str, str]):
         top_k: int = 2,
         max_hops: int = 3,
         reward: Literal["em", "f1"] = "em",
+        tags: tuple[str, str, str] = ("search", "answer", "result"),
         render_mode: str | None = None,
     ) -> None:
         self.world, self.bm25 = _index(world_seed)
+        self.protocol = ToolProtocol(tools=tuple(tags[:2]), result_tag=tags[2])
         self.top_k, self.max_hops, self.reward_kind = top_k, max_hops, reward
         self.observation_space = self.action_space = TEXT
         self.render_mode = render_mode
@@ -93,20 +80,29 @@ class SearchQAEnv(gym.Env[str, str]):
 
     def step(self, action: str):
         q = self._require()
-        parsed = parse_call(action if isinstance(action, str) else "")
+        parsed = self.protocol.parse(action)
         if isinstance(parsed, str):
             self._last = parsed
             return parsed, 0.0, False, False, self._info(valid=False, tool=False)
-        tool, arg = parsed
-        if tool == "answer":
+        tool, arg = parsed.tool, parsed.argument
+        if tool == self._answer_tag:
             score = exact_match if self.reward_kind == "em" else token_f1
             reward = score(arg, q.answer)
             self._last = f"You answered {arg}."
             info = self._info(valid=True, tool=False, won=exact_match(arg, q.answer) == 1.0)
             return self._last, reward, True, False, info
         self._searched += (arg,)
-        self._last = f"<result> {' | '.join(self.search(arg))} </result>"
+        self._last = self.protocol.result(" | ".join(self.search(arg)))
         return self._last, 0.0, False, False, self._info(valid=True, tool=True)
+
+    @property
+    def stop_strings(self) -> tuple[str, ...]:
+        """Where generation should stop: after a closing tool tag."""
+        return self.protocol.stop
+
+    @property
+    def _answer_tag(self) -> str:
+        return self.protocol.tools[1]
 
     def search(self, query: str) -> list[str]:
         """The ``top_k`` passages BM25 ranks highest for ``query``."""
@@ -126,13 +122,17 @@ class SearchQAEnv(gym.Env[str, str]):
         todo = [e for e in q.chain if e not in self._searched]
         return {
             "instruction": q.text,
-            "expert_plan": [f"<search>{e}</search>" for e in todo]
-            + [f"<answer>{q.answer}</answer>"],
+            "expert_plan": [self._call(self.protocol.tools[0], e) for e in todo]
+            + [self._call(self._answer_tag, q.answer)],
             "won": won,
             "valid_action": valid,
             "tool_call": tool,
             "hops": q.hops,
         }
+
+    @staticmethod
+    def _call(tool: str, argument: str) -> str:
+        return f"<{tool}>{argument}</{tool}>"
 
     def _require(self) -> Question:
         if self._q is None:
