@@ -91,3 +91,34 @@ def test_arpo_branches_through_a_turn_limit(codec):
     # every path, branched or not, stops at the wrapper's 4th turn: the count was restored
     assert [t.n_turns for t in group.trajectories] == [4, 4, 4, 4]
     assert {t.end_reason for t in group.trajectories} == {EndReason.TURN_LIMIT}
+
+
+def test_format_penalty_scores_a_broken_episode_minus_one():
+    from branchgym.envs.wrappers import FormatPenalty, TurnLimit
+
+    def episode(actions, limit=10):
+        env = FormatPenalty(TurnLimit(branchgym.envs.make("branchgym/SearchQA-v0"), limit))
+        _, info = env.reset(seed=7)
+        steps = [env.step(a if a else info["expert_plan"][-1]) for a in actions]
+        return [s[1] for s in steps], steps[-1][2], steps[-1][3]
+
+    # the right answer in good format keeps its reward: 0 for a search, 1 for the answer
+    assert episode(["<search>x</search>", ""]) == ([0.0, 1.0], True, False)
+    # one broken call anywhere: the whole episode scores -1, even with the right answer
+    assert episode(["search x", ""]) == ([0.0, -1.0], True, False)
+    # cut off before answering is broken format too
+    assert episode(["<search>x</search>"] * 2, limit=2) == ([0.0, -1.0], False, True)
+
+
+def test_format_penalty_snapshot_carries_the_broken_flag():
+    from branchgym.envs.wrappers import FormatPenalty
+
+    env = FormatPenalty(branchgym.envs.make("branchgym/SearchQA-v0"))
+    _, info = env.reset(seed=7)
+    clean = env.get_wrapper_attr("snapshot")()
+    env.step("broken")
+    broken = env.get_wrapper_attr("snapshot")()
+    env.get_wrapper_attr("restore")(clean)
+    assert env.step(info["expert_plan"][-1])[1] == 1.0
+    env.get_wrapper_attr("restore")(broken)
+    assert env.step(info["expert_plan"][-1])[1] == -1.0

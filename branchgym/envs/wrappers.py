@@ -98,3 +98,38 @@ class InvalidActionPenalty(gym.Wrapper[str, str, str, str]):
         if not info.get("valid_action", True):
             reward += self.penalty
         return obs, reward, terminated, truncated, info
+
+
+class FormatPenalty(gym.Wrapper[str, str, str, str]):
+    """ARPO's format term: an episode whose format broke scores ``penalty`` (-1) in all.
+
+    The format broke when any step was not a valid call (``valid_action`` False), or when the
+    episode was cut off (``truncated``) before the task ended, i.e. without an answer. The last
+    step's reward is set so that the episode's return is exactly ``penalty``; an episode that
+    kept the format keeps its rewards. Wrap it inside ``TurnLimit``/``ToolCallLimit``'s view,
+    i.e. ``FormatPenalty(TurnLimit(env))``, so it sees their truncation.
+    """
+
+    def __init__(self, env: gym.Env[str, str], penalty: float = -1.0) -> None:
+        super().__init__(env)
+        self.penalty = penalty
+        self._broken, self._ret = False, 0.0
+
+    def reset(self, **kwargs: Any) -> tuple[str, dict[str, Any]]:
+        self._broken, self._ret = False, 0.0
+        return self.env.reset(**kwargs)
+
+    def step(self, action: str) -> tuple[str, float, bool, bool, dict[str, Any]]:
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        self._broken |= not info.get("valid_action", True) or (truncated and not terminated)
+        if (terminated or truncated) and self._broken:
+            reward = self.penalty - self._ret
+        self._ret += float(reward)
+        return obs, reward, terminated, truncated, info
+
+    def snapshot(self) -> tuple[Any, bool, float]:
+        return self.env.get_wrapper_attr("snapshot")(), self._broken, self._ret
+
+    def restore(self, snap: tuple[Any, bool, float]) -> None:
+        inner, self._broken, self._ret = snap
+        self.env.get_wrapper_attr("restore")(inner)
