@@ -217,6 +217,17 @@ def _load_tokenizer(path: str | None):
 
 
 @app.command()
+def envs() -> None:
+    """List every registered environment id (built-in and plugins), with one line on each."""
+    from branchgym.envs import registered
+
+    listed = registered()
+    width = max(map(len, listed))
+    for env_id, line in listed.items():
+        typer.echo(f"{env_id:<{width}}  {line}")
+
+
+@app.command()
 def runs(
     db: Annotated[str, typer.Option(help="SQLAlchemy URL of the store")] = "sqlite:///branchgym.db",
 ) -> None:

@@ -63,3 +63,16 @@ def test_a_third_party_env_is_found_through_its_entry_point(installed_plugin):
     obs, _ = env.reset(seed=0)
     assert obs == "say hi"
     assert env.step("hi")[1] == 1.0
+
+
+def test_branchgym_envs_lists_builtins_and_the_plugin(installed_plugin):
+    from typer.testing import CliRunner
+
+    from branchgym.cli import app
+
+    result = CliRunner().invoke(app, ["envs"])
+    assert result.exit_code == 0, result.output
+    lines = {line.split()[0]: line for line in result.output.splitlines()}
+    assert "[plugin: echo]" in lines["thirdparty/Echo-v0"]
+    assert "search the corpus" in lines["branchgym/SearchQA-v0"]
+    assert set(lines) >= set(branchgym.envs._BUILTIN)

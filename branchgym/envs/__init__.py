@@ -15,6 +15,7 @@ from importlib.metadata import entry_points
 from typing import Any
 
 import gymnasium as gym
+from gymnasium.envs.registration import load_env_creator
 
 from branchgym.envs.household import HouseholdEnv
 
@@ -25,6 +26,7 @@ _BUILTIN = {
     "branchgym/SearchQA-v0": "branchgym.envs.searchqa.env:SearchQAEnv",
 }
 _plugins_loaded = False
+_plugin_ids: dict[str, str] = {}  # env id -> the entry point that registered it
 
 
 def register_builtin() -> None:
@@ -40,8 +42,10 @@ def load_plugins() -> list[str]:
     if _plugins_loaded:
         return names
     for ep in entry_points(group=ENTRY_POINT_GROUP):
+        before = set(gym.registry)
         ep.load()()
         names.append(ep.name)
+        _plugin_ids.update(dict.fromkeys(set(gym.registry) - before, ep.name))
     _plugins_loaded = True
     return names
 
@@ -56,6 +60,34 @@ def make(env_id: str, **kwargs: Any) -> gym.Env:
     return gym.make(env_id, **kwargs)
 
 
+def registered() -> dict[str, str]:
+    """Every environment branchgym can make (built-in and plugins), each with one line on it:
+    the first line of its class docstring, or why it cannot be loaded here."""
+    register_builtin()
+    load_plugins()
+    ids = sorted(set(_BUILTIN) | set(_plugin_ids))
+    return {env_id: _summary(env_id) for env_id in ids}
+
+
+def _summary(env_id: str) -> str:
+    entry = gym.registry[env_id].entry_point
+    try:
+        cls = load_env_creator(entry) if isinstance(entry, str) else entry
+    except Exception as exc:  # an adapter whose engine is not installed, a broken plugin
+        return f"(unavailable here: {type(exc).__name__}: {exc})"
+    doc = (getattr(cls, "__doc__", None) or "").strip()
+    line = doc.splitlines()[0] if doc else getattr(cls, "__name__", str(entry))
+    plugin = _plugin_ids.get(env_id)
+    return f"{line} [plugin: {plugin}]" if plugin else line
+
+
 register_builtin()
 
-__all__ = ["ENTRY_POINT_GROUP", "HouseholdEnv", "load_plugins", "make", "register_builtin"]
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "HouseholdEnv",
+    "load_plugins",
+    "make",
+    "register_builtin",
+    "registered",
+]
