@@ -24,6 +24,10 @@ def _root() -> None:
 def train(
     preset: Annotated[str, typer.Option(help="quickstart | smoke")] = "quickstart",
     seed: Annotated[int, typer.Option(help="seed for the model, sampling and tasks")] = 0,
+    env: Annotated[
+        str | None,
+        typer.Option(help="environment id (see `branchgym envs`; default: the preset's)"),
+    ] = None,
     db: Annotated[str | None, typer.Option(help="SQLAlchemy URL of the trajectory store")] = None,
     out: Annotated[str, typer.Option(help="folder that receives the run folder")] = "runs",
     rl_steps: Annotated[int | None, typer.Option(help="override the preset's RL steps")] = None,
@@ -57,6 +61,8 @@ def train(
         raise typer.BadParameter(str(exc), param_hint="--preset") from exc
     cfg = replace(cfg, seed=seed, db=db, out_dir=out, model_path=model)
     cfg = replace(cfg, chat_template=chat_template)
+    if env is not None:
+        cfg = _with_env(cfg, env)
     if rl_steps is not None:
         cfg = replace(cfg, rl=replace(cfg.rl, steps=rl_steps))
     if algo is not None:
@@ -75,6 +81,17 @@ def train(
         raise typer.BadParameter(str(exc), param_hint="--db") from exc
     except ModelLoadError as exc:
         raise typer.BadParameter(str(exc), param_hint="--model") from exc
+
+
+def _with_env(cfg, env_id: str):
+    """The config on another environment: the preset's env options belong to its own env."""
+    from branchgym import envs
+
+    if env_id not in envs.env_ids():
+        known = ", ".join(envs.env_ids())
+        raise typer.BadParameter(f"no environment {env_id!r}; known: {known}", param_hint="--env")
+    kwargs = cfg.env_kwargs if env_id == cfg.env_id else {}
+    return replace(cfg, env_id=env_id, env_kwargs=kwargs)
 
 
 @app.command()

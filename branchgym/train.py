@@ -370,6 +370,7 @@ def _line(results: dict[str, EvalResult]) -> str:
 def _summary(cfg: TrainConfig, sft: dict, rl: dict, t_start: float) -> dict:
     """``sft_success`` / ``rl_success`` are the sampled (headline) evaluation."""
     out = {
+        "env_id": cfg.env_id,
         "sft_success": sft["sampled"].success,
         "sft_stderr": sft["sampled"].stderr,
         "rl_success": rl["sampled"].success,

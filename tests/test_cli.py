@@ -53,6 +53,25 @@ def test_bad_db_url_fails_fast_with_a_clear_message(tmp_path):
     assert list(tmp_path.iterdir()) == []  # no half-made run folder is left behind
 
 
+def test_unknown_env_fails_with_a_clear_message(tmp_path):
+    result = runner.invoke(app, ["train", "--env", "nope/X-v0", "--out", str(tmp_path)])
+    assert result.exit_code == 2
+    text = " ".join(result.output.split())
+    assert "no environment 'nope/X-v0'" in text and "branchgym/SearchQA-v0" in text
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_smoke_train_on_searchqa(tmp_path):
+    args = ["train", "--preset", "smoke", "--env", "branchgym/SearchQA-v0", "--out", str(tmp_path)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    (run_dir,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["env_id"] == "branchgym/SearchQA-v0"
+    assert 0.0 <= summary["sft_success"] <= 1.0 and 0.0 <= summary["rl_success"] <= 1.0
+
+
 @pytest.mark.slow
 def test_smoke_preset_end_to_end(tmp_path):
     result = runner.invoke(

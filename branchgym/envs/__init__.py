@@ -60,13 +60,17 @@ def make(env_id: str, **kwargs: Any) -> gym.Env:
     return gym.make(env_id, **kwargs)
 
 
-def registered() -> dict[str, str]:
-    """Every environment branchgym can make (built-in and plugins), each with one line on it:
-    the first line of its class docstring, or why it cannot be loaded here."""
+def env_ids() -> list[str]:
+    """Every environment id branchgym can make: built-in and from plugins."""
     register_builtin()
     load_plugins()
-    ids = sorted(set(_BUILTIN) | set(_plugin_ids))
-    return {env_id: _summary(env_id) for env_id in ids}
+    return sorted(set(_BUILTIN) | set(_plugin_ids))
+
+
+def registered() -> dict[str, str]:
+    """Every environment id, each with one line on it: the first line of its class docstring,
+    or why it cannot be loaded here."""
+    return {env_id: _summary(env_id) for env_id in env_ids()}
 
 
 def _summary(env_id: str) -> str:
@@ -86,6 +90,7 @@ register_builtin()
 __all__ = [
     "ENTRY_POINT_GROUP",
     "HouseholdEnv",
+    "env_ids",
     "load_plugins",
     "make",
     "register_builtin",
