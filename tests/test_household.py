@@ -2,18 +2,26 @@
 
 The reference texts are what the real ALFWorld engine prints (the project's ALFWORLD.md walks one
 game step by step); the walkthrough test below replays that very game in a hand-built world.
+Texts ALFWORLD.md does not record (heat, cool, use, examining a hot or cooled object) come from
+ALFWorld's own grammar, ``alfworld/data/alfred.twl2``; goal conditions from ALFWorld's
+``env/tasks.py`` (``goal_conditions_met``).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import random
+from collections import Counter
 
 import gymnasium as gym
 import pytest
 from gymnasium.utils.env_checker import check_env
 
 import branchgym.envs
-from branchgym.envs.household.generate import GenConfig, _can_contain, generate
+from branchgym.envs.household.generate import V0_TASK_TYPES, GenConfig, generate
+from branchgym.envs.household.search import solvable
+from branchgym.envs.household.tables import CAN_CONTAIN, ROOMS, TASKS
 from branchgym.envs.household.world import (
     NOTHING_HAPPENS,
     Goal,
@@ -21,9 +29,12 @@ from branchgym.envs.household.world import (
     a_list,
     admissible_commands,
     execute,
+    goal_conditions,
+    type_of,
+    where_is,
 )
 
-ENV_ID = "branchgym/Household-v0"
+ENV_ID = "branchgym/Household-v1"  # the full world; v0 is its two-type kitchen
 ALWAYS = ["help", "inventory", "look"]
 
 
@@ -40,10 +51,14 @@ def kitchen(apple_in: str = "cabinet 1") -> World:
         receptacles=receps,
         openable={"cabinet 1", "fridge 1"},
         contents=contents,
-        can_contain=_can_contain(),
-        affordances={"apple": {"clean", "heat", "cool"}},
+        can_contain=dict(CAN_CONTAIN["kitchen"]),
+        affordances={"apple": frozenset({"clean", "heat", "cool"})},
         goal=Goal(
-            "pick_clean_then_place", "apple", "fridge", "clean", "put a clean apple in fridge."
+            "pick_clean_then_place_in_recep",
+            "apple",
+            "fridge",
+            "clean",
+            "put a clean apple in fridge.",
         ),
     )
 
@@ -64,9 +79,12 @@ def others(here: str) -> list[str]:
 # ------------------------------------------------------------------------------ gym contract
 
 
-def test_registered_and_passes_gymnasium_env_checker():
+@pytest.mark.parametrize(
+    "kwargs", [{}, {"task_types": V0_TASK_TYPES, "rooms": ("kitchen",), "max_receptacles": 8}]
+)
+def test_registered_and_passes_gymnasium_env_checker(kwargs):
     assert ENV_ID in gym.registry
-    env = make()
+    env = make(**kwargs)
     check_env(env, skip_render_check=True)
 
 
@@ -93,9 +111,10 @@ def _play(env, actions):
     return out
 
 
+@pytest.mark.parametrize("task_type", list(TASKS))
 @pytest.mark.parametrize("seed", [0, 1, 7, 42])
-def test_snapshot_restore_replays_identically(seed):
-    env = make()
+def test_snapshot_restore_replays_identically(seed, task_type):
+    env = make(task_types=(task_type,))
     rng = random.Random(seed)
     _, info = env.reset(seed=seed)
     for _ in range(2):  # a couple of expert moves so the snapshot is mid-episode
@@ -131,22 +150,75 @@ def test_snapshot_is_a_copy_not_a_view():
 # ------------------------------------------------------------------------------ the expert
 
 
-@pytest.mark.parametrize("max_receptacles", [GenConfig.max_receptacles, 8])
-def test_expert_solves_every_generated_task(max_receptacles):
-    env = make(max_receptacles=max_receptacles)
-    failures = []
+def _expert_episode(env, seed: int) -> dict:
+    """Reset, check the start, follow the expert to the end; returns the last info."""
+    _, info = env.reset(seed=seed)
+    assert not info["won"], f"seed {seed} starts already won"
+    assert info["goal_condition_success_rate"] < 1.0
+    assert solvable(env.snapshot()), f"seed {seed}: the search finds no way to the goal"
+    terminated, steps = False, 0
+    while not terminated and steps < 20:
+        _, reward, terminated, _, info = env.step(info["expert_plan"][0])
+        assert info["valid_action"], f"seed {seed}: expert action was not admissible"
+        steps += 1
+    assert (terminated, info["won"], reward) == (True, True, 1.0), f"seed {seed} not solved"
+    assert info["goal_condition_success_rate"] == 1.0
+    return info
+
+
+@pytest.mark.parametrize("task_type", list(TASKS))
+def test_every_task_type_is_generated_solvable_and_solved_on_1000_seeds(task_type):
+    env = make(task_types=(task_type,))
     for seed in range(1000):
+        info = _expert_episode(env, seed)
+        assert info["task_type"] == task_type
+        world = env.snapshot()
+        assert len(world.receptacles) <= GenConfig.max_receptacles
+        rooms = [name for name, r in ROOMS.items() if _types(world) <= set(r.receptacles)]
+        assert len(rooms) == 1 and task_type in HOSTS[rooms[0]], (seed, rooms)
+
+
+def _types(world: World) -> set[str]:
+    return {type_of(r) for r in world.receptacles}
+
+
+# ALFWorld's GOALS_VALID (gen/constants.py): which room types host which task types.
+HOSTS = {
+    "kitchen": set(TASKS) - {"look_at_obj_in_light"},
+    "livingroom": {"pick_and_place_simple", "pick_two_obj_and_place", "look_at_obj_in_light"},
+    "bedroom": {"pick_and_place_simple", "pick_two_obj_and_place", "look_at_obj_in_light"},
+    "bathroom": {
+        "pick_and_place_simple",
+        "pick_two_obj_and_place",
+        "pick_clean_then_place_in_recep",
+    },
+}
+
+
+@pytest.mark.parametrize("task_type", list(TASKS))
+def test_expert_recovers_from_random_detours_in_every_task_type(task_type):
+    env = make(task_types=(task_type,))
+    rng = random.Random(0)
+    for seed in range(100):
         _, info = env.reset(seed=seed)
-        assert not info["won"], f"seed {seed} starts already won"
-        assert len(env.snapshot().receptacles) <= max_receptacles
-        reward, terminated, steps = 0.0, False, 0
-        while not terminated and steps < 20:
-            _, reward, terminated, _, info = env.step(info["expert_plan"][0])
-            assert info["valid_action"], f"seed {seed}: expert action was not admissible"
-            steps += 1
-        if not (terminated and info["won"] and reward == 1.0):
-            failures.append(seed)
-    assert failures == []
+        for _ in range(rng.randint(0, 30)):  # wander: open, take, move, heat... at random
+            _, _, terminated, _, info = env.step(rng.choice(info["admissible_commands"]))
+            if terminated:
+                break
+        assert solvable(env.snapshot()), seed  # the search works mid-episode too
+        for _ in range(30):
+            if info["won"]:
+                break
+            _, _, _, _, info = env.step(info["expert_plan"][0])
+            assert info["valid_action"], seed
+        assert info["won"], seed
+
+
+def test_v0_configuration_is_solved_with_8_receptacles():
+    env = make(task_types=V0_TASK_TYPES, rooms=("kitchen",), max_receptacles=8)
+    for seed in range(1000):
+        _expert_episode(env, seed)
+        assert len(env.snapshot().receptacles) <= 8
 
 
 def test_expert_plan_is_empty_once_the_goal_is_reached():
@@ -449,3 +521,325 @@ def test_garbage_actions_never_raise(action):
     obs, reward, terminated, truncated, info = env.step(action)
     assert obs == "Nothing happens."
     assert (reward, terminated, truncated, info["valid_action"]) == (0.0, False, False, False)
+
+
+# ------------------------------------------------------------------------------ v0 compatibility
+
+
+def _v0_rollout(env, seed: int) -> list:
+    """Everything a v0 episode showed: opening, instruction, and each expert step's outputs."""
+    obs, info = env.reset(seed=seed)
+    out = [obs, info["instruction"], list(info["expert_plan"]), list(info["admissible_commands"])]
+    terminated = False
+    while not terminated:
+        obs, _, terminated, _, info = env.step(info["expert_plan"][0])
+        out += [obs, list(info["admissible_commands"]), list(info["expert_plan"])]
+    return out
+
+
+# sha256 of json.dumps([_v0_rollout(env, s) for s in range(300)]) under v0's code (commit
+# bc37b1c), which had only the kitchen and the two task types.
+V0_DIGESTS = {
+    8: "5b2c5c1a4599ee09056e8fbc3d4fd19946c9f553fdd91ee41c22b369eee02351",
+    16: "d0c7e8c8d0924887edce5df8fadc5e29b98cf03372ba60797d766aafc4b0c374",
+}
+
+
+@pytest.mark.parametrize("max_receptacles", [8, 16])
+def test_v0_configuration_reproduces_v0_episodes_seed_for_seed(max_receptacles):
+    env = make(task_types=V0_TASK_TYPES, rooms=("kitchen",), max_receptacles=max_receptacles)
+    episodes = [_v0_rollout(env, seed) for seed in range(300)]
+    digest = hashlib.sha256(json.dumps(episodes).encode()).hexdigest()
+    assert digest == V0_DIGESTS[max_receptacles]
+
+
+# ------------------------------------------------------------------------------ generation
+
+
+def test_default_draws_all_six_task_types_about_equally_in_all_four_rooms():
+    env = make()
+    types, rooms = Counter(), Counter()
+    for seed in range(600):
+        _, info = env.reset(seed=seed)
+        types[info["task_type"]] += 1
+        world = env.snapshot()
+        rooms[next(n for n, r in ROOMS.items() if _types(world) <= set(r.receptacles))] += 1
+    assert set(types) == set(TASKS) and min(types.values()) >= 70  # 100 each expected
+    assert set(rooms) == set(ROOMS)
+
+
+def test_generated_objects_are_often_hidden_in_closed_receptacles():
+    hidden = 0
+    for seed in range(200):
+        world = generate(seed)
+        goal_objects = [o for objs in world.contents.values() for o in objs]
+        goal_objects = [o for o in goal_objects if type_of(o) == world.goal.obj_type]
+        hidden += any(where_is(world, o) in world.openable for o in goal_objects)
+    assert 40 <= hidden <= 160
+
+
+def test_goal_objects_start_only_where_their_room_puts_them_and_never_in_the_target():
+    for seed in range(300):
+        world = generate(seed)
+        room = next(r for r in ROOMS.values() if _types(world) <= set(r.receptacles))
+        for recep, objs in world.contents.items():
+            for obj in objs:
+                assert type_of(recep) in room.objects[type_of(obj)], (seed, obj, recep)
+                if type_of(obj) == world.goal.obj_type:
+                    assert type_of(recep) != world.goal.recep_type, (seed, obj, recep)
+
+
+def test_bad_configurations_are_refused_with_the_valid_names():
+    with pytest.raises(ValueError, match="pick_and_place_simple"):
+        GenConfig(task_types=("pick_and_place",))
+    with pytest.raises(ValueError, match="look_at_obj_in_light"):
+        GenConfig(task_types=("look_at_obj_in_light",), rooms=("kitchen",))
+    with pytest.raises(ValueError, match="kitchen"):
+        GenConfig(rooms=("garage",))
+
+
+def test_search_proves_hand_built_worlds_and_refuses_impossible_ones():
+    assert solvable(kitchen())
+    no_room_for_apples = kitchen()
+    no_room_for_apples.can_contain["fridge"] = frozenset()
+    assert not solvable(no_room_for_apples)
+    no_sink = kitchen()
+    no_sink.receptacles.remove("sinkbasin 1")
+    del no_sink.contents["sinkbasin 1"]
+    assert not solvable(no_sink)
+    assert solvable(bedroom()) and solvable(two_shelves())
+
+
+# ------------------------------------------------------------------------------ hand-built worlds
+
+
+def full_kitchen() -> World:
+    """A kitchen with every station; an apple and a lettuce on the countertop."""
+    receps = ["cabinet 1", "countertop 1", "fridge 1", "microwave 1", "sinkbasin 1"]
+    contents: dict[str, list[str]] = {r: [] for r in receps}
+    contents["countertop 1"] += ["apple 1", "lettuce 1"]
+    return World(
+        receptacles=receps,
+        openable={"cabinet 1", "fridge 1", "microwave 1"},
+        contents=contents,
+        can_contain=dict(CAN_CONTAIN["kitchen"]),
+        affordances={
+            "apple": frozenset({"clean", "heat", "cool"}),
+            "lettuce": frozenset({"clean", "cool"}),
+        },
+        goal=Goal(
+            "pick_heat_then_place_in_recep",
+            "apple",
+            "cabinet",
+            "heat",
+            "put a hot apple in cabinet.",
+        ),
+    )
+
+
+def bedroom() -> World:
+    """look_at_obj_in_light: a book in a closed drawer, a desklamp on the desk."""
+    receps = ["bed 1", "desk 1", "drawer 1", "shelf 1"]
+    contents: dict[str, list[str]] = {r: [] for r in receps}
+    contents["desk 1"].append("desklamp 1")
+    contents["drawer 1"].append("book 1")
+    contents["shelf 1"].append("pen 1")
+    return World(
+        receptacles=receps,
+        openable={"drawer 1"},
+        contents=contents,
+        can_contain=dict(CAN_CONTAIN["bedroom"]),
+        affordances={"book": frozenset(), "pen": frozenset(), "desklamp": frozenset({"toggle"})},
+        goal=Goal(
+            "look_at_obj_in_light",
+            "book",
+            None,
+            text="look at book under the desklamp.",
+            lamp_type="desklamp",
+        ),
+    )
+
+
+def two_shelves() -> World:
+    """pick_two_obj_and_place: two mugs on the countertop, two shelves."""
+    receps = ["countertop 1", "shelf 1", "shelf 2"]
+    contents: dict[str, list[str]] = {r: [] for r in receps}
+    contents["countertop 1"] += ["mug 2", "mug 1"]
+    return World(
+        receptacles=receps,
+        openable=set(),
+        contents=contents,
+        can_contain=dict(CAN_CONTAIN["kitchen"]),
+        affordances={"mug": frozenset({"clean", "heat", "cool"})},
+        goal=Goal("pick_two_obj_and_place", "mug", "shelf", text="put two mug in shelf.", count=2),
+    )
+
+
+def steps(env, *commands: str) -> list[tuple[str, dict]]:
+    out = []
+    for command in commands:
+        obs, _, _, _, info = env.step(command)
+        assert info["valid_action"], (command, obs)
+        out.append((obs, info))
+    return out
+
+
+# ------------------------------------------------------------------------------ heat / cool / use
+
+
+def test_heat_text_and_preconditions():
+    env = env_with(full_kitchen())
+    _, info = steps(env, "go to microwave 1")[0]
+    assert not [c for c in info["admissible_commands"] if c.startswith("heat")]  # hands empty
+    steps(env, "go to countertop 1", "take apple 1 from countertop 1")
+    assert env.step("heat apple 1 with countertop 1")[0] == NOTHING_HAPPENS  # not a microwave
+    assert env.step("heat apple 1 with microwave 1")[0] == NOTHING_HAPPENS  # not there
+    _, info = steps(env, "go to sinkbasin 1")[0]
+    assert "heat apple 1 with sinkbasin 1" not in info["admissible_commands"]
+    obs, info = steps(env, "go to microwave 1")[0]
+    assert obs == "You arrive at microwave 1. The microwave 1 is closed."
+    assert "heat apple 1 with microwave 1" in info["admissible_commands"]  # closed is fine
+    obs, info = steps(env, "heat apple 1 with microwave 1")[0]
+    assert obs == "You heat the apple 1 using the microwave 1."
+    assert "heat apple 1 with microwave 1" in info["admissible_commands"]  # it can repeat
+    assert env.step("examine apple 1")[0] == "This is a hot apple 1."
+
+
+def test_lettuce_cannot_be_heated_but_can_be_cooled():
+    env = env_with(full_kitchen())
+    steps(env, "go to countertop 1", "take lettuce 1 from countertop 1", "go to microwave 1")
+    assert env.step("heat lettuce 1 with microwave 1")[0] == NOTHING_HAPPENS
+    _, info = steps(env, "go to fridge 1")[0]
+    assert "cool lettuce 1 with fridge 1" in info["admissible_commands"]
+    assert (
+        env.step("cool lettuce 1 with fridge 1")[0] == "You cool the lettuce 1 using the fridge 1."
+    )
+
+
+def test_examine_texts_follow_alfworlds_grammar_for_every_state():
+    # alfred.twl2, examineObject.feedback: a cooled object is "cold"; hot and cool exclude each
+    # other (HeatObject deletes isCool, CoolObject deletes isHot); clean combines with either.
+    env = env_with(full_kitchen())
+    steps(env, "go to countertop 1", "take apple 1 from countertop 1", "go to fridge 1")
+    assert env.step("examine apple 1")[0] == "There's nothing special about apple 1."
+    steps(env, "cool apple 1 with fridge 1")
+    assert env.step("examine apple 1")[0] == "This is a cold apple 1."
+    steps(env, "go to microwave 1", "heat apple 1 with microwave 1")
+    assert env.step("examine apple 1")[0] == "This is a hot apple 1."
+    steps(env, "go to sinkbasin 1", "clean apple 1 with sinkbasin 1")
+    assert env.step("examine apple 1")[0] == "This is a hot and clean apple 1."
+    steps(env, "go to fridge 1", "cool apple 1 with fridge 1")
+    assert env.step("examine apple 1")[0] == "This is a cool and clean apple 1."
+
+
+def test_use_texts_and_preconditions():
+    env = env_with(bedroom())
+    assert env.step("use desklamp 1")[0] == NOTHING_HAPPENS  # not at the desk
+    obs, info = steps(env, "go to desk 1")[0]
+    assert obs == "You arrive at desk 1. On the desk 1, you see a desklamp 1."
+    assert "use desklamp 1" in info["admissible_commands"]  # empty hands are fine
+    assert "take desklamp 1 from desk 1" not in info["admissible_commands"]  # a fixture
+    # ALFWorld's ToggleObject feedback reads isToggled, which stays true: always "turn on".
+    for _ in range(2):
+        obs, info = steps(env, "use desklamp 1")[0]
+        assert obs == "You turn on the desklamp 1."
+        assert "use desklamp 1" in info["admissible_commands"]
+    assert env.step("examine desklamp 1")[0] == NOTHING_HAPPENS  # not held
+    _, info = steps(env, "go to bed 1")[0]
+    assert "use desklamp 1" not in info["admissible_commands"]
+
+
+def test_look_at_in_light_is_won_holding_the_object_at_a_lamp_that_is_on():
+    env = env_with(bedroom())
+    _, info = steps(env, "go to desk 1", "use desklamp 1")[-1]
+    assert (info["won"], info["goal_condition_success_rate"]) == (False, 0.5)  # lamp only
+    _, info = steps(env, "go to drawer 1", "open drawer 1", "take book 1 from drawer 1")[-1]
+    assert (info["won"], info["goal_condition_success_rate"]) == (False, 0.5)  # book only
+    _, reward, terminated, _, info = env.step("go to desk 1")  # lamp already on
+    assert (reward, terminated, info["won"], info["goal_condition_success_rate"]) == (
+        1.0,
+        True,
+        True,
+        1.0,
+    )
+
+
+def test_the_expert_turns_the_lamp_on_after_fetching_the_object():
+    env = env_with(bedroom())
+    _, info = steps(env, "go to shelf 1", "take pen 1 from shelf 1")[-1]
+    assert info["expert_plan"] == [  # the wrong object goes to the first surface that takes it
+        "go to desk 1",
+        "move pen 1 to desk 1",
+        "go to drawer 1",
+        "open drawer 1",
+        "take book 1 from drawer 1",
+        "go to desk 1",
+        "use desklamp 1",
+    ]
+    for command in info["expert_plan"]:
+        _, reward, terminated, _, info = env.step(command)
+    assert (reward, terminated, info["expert_plan"]) == (1.0, True, [])
+
+
+# ------------------------------------------------------------------------------ goal conditions
+
+
+def test_pick_two_needs_both_objects_in_one_receptacle():
+    env = env_with(two_shelves())
+    rates = [
+        info["goal_condition_success_rate"]
+        for _, info in steps(
+            env,
+            "go to countertop 1",
+            "take mug 2 from countertop 1",
+            "go to shelf 1",
+            "move mug 2 to shelf 1",
+            "go to countertop 1",
+            "take mug 1 from countertop 1",
+            "go to shelf 2",
+            "move mug 1 to shelf 2",  # one per shelf: still half done
+        )
+    ]
+    assert rates == [0.0, 0.0, 0.0, 0.5, 0.5, 0.5, 0.5, 0.5]
+    assert env.step("look")[4]["expert_plan"] == [
+        "take mug 1 from shelf 2",
+        "go to shelf 1",
+        "move mug 1 to shelf 1",
+    ]
+    _, info = steps(env, "take mug 1 from shelf 2", "go to shelf 1", "move mug 1 to shelf 1")[-1]
+    assert (info["won"], info["goal_condition_success_rate"]) == (True, 1.0)
+
+
+def test_state_goals_count_in_place_done_and_both():
+    # ALFWorld's PickHeatThenPlaceInRecepTask: (one in place, one heated, one heated in place).
+    world = full_kitchen()
+    assert goal_conditions(world) == (False, False, False)
+    for command in ("go to countertop 1", "take apple 1 from countertop 1", "go to cabinet 1"):
+        execute(world, command)
+    execute(world, "open cabinet 1")
+    execute(world, "move apple 1 to cabinet 1")
+    assert goal_conditions(world) == (True, False, False)  # in place, cold from the shop
+    for command in ("take apple 1 from cabinet 1", "go to microwave 1"):
+        execute(world, command)
+    execute(world, "heat apple 1 with microwave 1")
+    assert goal_conditions(world) == (False, True, False)
+    execute(world, "go to fridge 1")
+    execute(world, "cool apple 1 with fridge 1")  # cooling undoes the heat (ALFWorld's PDDL)
+    assert goal_conditions(world) == (False, False, False)
+
+
+def test_simple_goal_has_one_condition():
+    world = two_shelves()
+    world.goal = Goal("pick_and_place_simple", "mug", "shelf", text="put a mug in shelf.")
+    assert goal_conditions(world) == (False,)
+    for command in ("go to countertop 1", "take mug 1 from countertop 1", "go to shelf 2"):
+        execute(world, command)
+    execute(world, "move mug 1 to shelf 2")
+    assert goal_conditions(world) == (True,)
+
+
+def test_v0_is_the_two_type_kitchen_and_v1_the_full_world():
+    v0 = branchgym.envs.make("branchgym/Household-v0").unwrapped.gen_config
+    assert v0.task_types == V0_TASK_TYPES and v0.rooms == ("kitchen",)
+    v1 = branchgym.envs.make("branchgym/Household-v1").unwrapped.gen_config
+    assert set(v1.task_types) == set(TASKS) and len(v1.rooms) == 4

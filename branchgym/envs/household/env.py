@@ -1,8 +1,15 @@
-"""``branchgym/Household-v0``: an ALFWorld-like kitchen that speaks text.
+"""``branchgym/Household-v0``: an ALFWorld-like household that speaks text.
 
 Observations and actions are strings. ``reset(seed=s)`` or ``reset(options={"task": TaskRef})``
-builds the episode from the seed alone; ``info`` carries ALFWorld's ``admissible_commands``,
-``expert_plan`` and ``won``. The env never truncates: wrap it in a turn limit.
+builds the episode from the seed alone: one of ALFWorld's six task types in a kitchen, living
+room, bedroom or bathroom. ``info`` carries ALFWorld's ``admissible_commands``, ``expert_plan``
+and ``won``, plus ``goal_condition_success_rate``: the share of the goal's ALFRED conditions met
+(``world.goal_conditions`` lists them per task type). The env never truncates: wrap it in a turn
+limit.
+
+v0's kitchen-only distribution of its two task types, which the quickstart numbers were measured
+on: ``task_types=V0_TASK_TYPES, rooms=("kitchen",), max_receptacles=8`` (old seeds, same
+episodes).
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ from branchgym.envs.household.world import (
     World,
     admissible_commands,
     execute,
-    goal_satisfied,
+    goal_conditions,
     opening_text,
 )
 from branchgym.trajectory import TaskRef
@@ -27,7 +34,7 @@ TEXT = gym.spaces.Text(max_length=4096, charset=string.printable)
 
 
 class HouseholdEnv(gym.Env[str, str]):
-    """Pick-and-place and pick-clean-then-place tasks in a seeded kitchen."""
+    """ALFWorld's six task types in seeded kitchens, living rooms, bedrooms and bathrooms."""
 
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi"], "render_fps": 4}
 
@@ -37,8 +44,11 @@ class HouseholdEnv(gym.Env[str, str]):
         distractors: tuple[int, int] = GenConfig.distractors,
         max_receptacles: int = GenConfig.max_receptacles,
         render_mode: str | None = None,
+        rooms: tuple[str, ...] = GenConfig.rooms,
     ) -> None:
-        self.gen_config = GenConfig(tuple(task_types), tuple(distractors), max_receptacles)
+        self.gen_config = GenConfig(
+            tuple(task_types), tuple(distractors), max_receptacles, tuple(rooms)
+        )
         self.observation_space = TEXT
         self.action_space = TEXT
         self.render_mode = render_mode
@@ -63,9 +73,10 @@ class HouseholdEnv(gym.Env[str, str]):
     def step(self, action: str) -> tuple[str, float, bool, bool, dict[str, Any]]:
         world = self._require_world()
         obs, valid = execute(world, action if isinstance(action, str) else "")
-        won = goal_satisfied(world)
         self._last_obs = obs
-        return obs, float(won), won, False, self._info(valid=valid)
+        info = self._info(valid=valid)
+        won = info["won"]
+        return obs, float(won), won, False, info
 
     def snapshot(self) -> World:
         """An exact copy of the episode state; ``restore`` puts it back."""
@@ -79,12 +90,14 @@ class HouseholdEnv(gym.Env[str, str]):
 
     def _info(self, valid: bool) -> dict[str, Any]:
         world = self._require_world()
+        conditions = goal_conditions(world)
         return {
             "instruction": world.goal.text,
             "task_type": world.goal.task_type,
             "admissible_commands": admissible_commands(world),
             "expert_plan": expert_plan(world),
-            "won": goal_satisfied(world),
+            "won": all(conditions),
+            "goal_condition_success_rate": sum(conditions) / len(conditions),
             "valid_action": valid,
         }
 

@@ -1,157 +1,183 @@
-"""Seeded generation of household episodes: a kitchen, its objects and a goal.
+"""Seeded generation of household episodes: a room, its objects and one of ALFWorld's goals.
 
-The seed fully determines the episode. Objects spawn only in receptacle types where ALFWorld
-puts them (the ``spawn`` column), so a policy can learn where to look first, but the exact
-receptacle is random and often closed: without privileged knowledge it has to search.
+The seed fully determines the episode. A draw picks the room archetype and the task type so
+that every requested task type is equally likely (heat and cool only exist in kitchens, so
+kitchens are drawn more often when those are requested); the room's receptacles, the goal
+object, target and template, and the objects follow. Objects spawn only in receptacle types where
+ALFWorld puts them, so a policy can learn where to look first, but the exact receptacle is random
+and often closed: without privileged knowledge it has to search. Every world passes a bounded
+breadth-first search (``search.solvable``) before it is returned; a world that fails is drawn
+again from the same random stream, so the seed still decides everything.
+
+With ``rooms=("kitchen",)`` and v0's two task types the draws are v0's, one for one: old seeds
+give the same episodes (``tests/test_household.py`` pins this).
 """
 
 from __future__ import annotations
 
+import functools
+import math
 import random
 from dataclasses import dataclass
 
-from branchgym.envs.household.world import Goal, World, type_of
+from branchgym.envs.household.search import solvable
+from branchgym.envs.household.tables import CAN_CONTAIN, OBJECTS, ROOMS, TASKS, RoomKind, supports
+from branchgym.envs.household.world import STATION, Goal, World, goal_satisfied, type_of
 
-# receptacle type -> (openable, how many of them a kitchen has: (min, max))
-RECEPTACLES: dict[str, tuple[bool, tuple[int, int]]] = {
-    "cabinet": (True, (2, 4)),
-    "drawer": (True, (1, 3)),
-    "countertop": (False, (1, 2)),
-    "diningtable": (False, (0, 1)),
-    "shelf": (False, (0, 2)),
-    "fridge": (True, (1, 1)),
-    "microwave": (True, (1, 1)),
-    "sinkbasin": (False, (1, 1)),
-    "garbagecan": (False, (1, 1)),
-    "stoveburner": (False, (0, 2)),
-}
-
-
-@dataclass(frozen=True)
-class ObjectKind:
-    """An object type: where it spawns, where it may be put, what can be done to it."""
-
-    spawn: frozenset[str]
-    affordances: frozenset[str]
-
-
-def _kind(spawn: str, afford: str = "") -> ObjectKind:
-    return ObjectKind(frozenset(spawn.split()), frozenset(afford.split()))
-
-
-OBJECTS: dict[str, ObjectKind] = {
-    "apple": _kind("countertop diningtable fridge garbagecan", "clean heat cool"),
-    "tomato": _kind("countertop diningtable fridge garbagecan", "clean heat cool"),
-    "potato": _kind("countertop diningtable fridge sinkbasin", "clean heat cool"),
-    "lettuce": _kind("countertop diningtable fridge", "clean cool"),
-    "egg": _kind("countertop diningtable fridge garbagecan", "clean heat cool"),
-    "bread": _kind("countertop diningtable cabinet", "heat cool"),
-    "mug": _kind("cabinet countertop diningtable shelf sinkbasin", "clean heat cool"),
-    "cup": _kind("cabinet countertop fridge shelf", "clean heat cool"),
-    "bowl": _kind("cabinet countertop diningtable shelf fridge", "clean cool"),
-    "plate": _kind("cabinet countertop diningtable shelf", "clean cool"),
-    "pan": _kind("stoveburner cabinet countertop", "clean cool"),
-    "pot": _kind("stoveburner cabinet countertop", "clean cool"),
-    "knife": _kind("countertop diningtable drawer sinkbasin", "clean"),
-    "fork": _kind("countertop diningtable drawer", "clean"),
-    "spoon": _kind("countertop diningtable drawer sinkbasin", "clean"),
-    "spatula": _kind("countertop diningtable drawer", "clean"),
-    "ladle": _kind("countertop diningtable drawer", "clean"),
-    "saltshaker": _kind("cabinet countertop diningtable shelf drawer"),
-    "peppershaker": _kind("cabinet countertop diningtable shelf drawer"),
-    "dishsponge": _kind("cabinet countertop drawer sinkbasin"),
-    "soapbottle": _kind("cabinet countertop shelf"),
-}
-
-# Where each task type may ask an object to go (beyond where it can spawn).
-PLACE_TARGETS = ("cabinet", "countertop", "diningtable", "drawer", "fridge", "shelf")
-
-# ALFWorld's goal templates for the task types this world has.
-TEMPLATES: dict[str, tuple[str, ...]] = {
-    "pick_and_place": ("put a {obj} in {recep}.", "put some {obj} on {recep}."),
-    "pick_clean_then_place": (
-        "put a clean {obj} in {recep}.",
-        "clean some {obj} and put it in {recep}.",
-    ),
-}
-TASK_STATE = {"pick_and_place": None, "pick_clean_then_place": "clean"}
+MAX_DRAWS = 100  # draws before giving up; none of 5,000 default seeds needed a second one
 
 
 @dataclass(frozen=True)
 class GenConfig:
-    """Knobs of the generator. Defaults give ALFWorld-like kitchens of 8 to 16 receptacles."""
+    """Knobs of the generator. Defaults: all six task types in all four room types, 8 to 16
+    receptacles. v0's distribution: ``task_types=V0_TASK_TYPES, rooms=("kitchen",)``."""
 
-    task_types: tuple[str, ...] = ("pick_and_place", "pick_clean_then_place")
-    distractors: tuple[int, int] = (2, 5)
+    task_types: tuple[str, ...] = tuple(TASKS)
+    distractors: tuple[int, int] = (2, 5)  # how many other object types to scatter (min, max)
     max_receptacles: int = 16
+    rooms: tuple[str, ...] = tuple(ROOMS)
+
+    def __post_init__(self) -> None:
+        unknown = [t for t in self.task_types if t not in TASKS]
+        unknown += [r for r in self.rooms if r not in ROOMS]
+        if unknown or not self.task_types or not self.rooms:
+            msg = f"unknown or empty: {unknown}; task types: {list(TASKS)}; rooms: {list(ROOMS)}"
+            raise ValueError(msg)
+        for task in self.task_types:
+            if not any(supports(ROOMS[r], TASKS[task]) for r in self.rooms):
+                raise ValueError(f"no room in {self.rooms} can host {task}")
 
 
-def _receptacles(rng: random.Random, cfg: GenConfig) -> list[str]:
+V0_TASK_TYPES = ("pick_and_place_simple", "pick_clean_then_place_in_recep")
+
+
+@functools.cache
+def _weights(cfg: GenConfig) -> dict[str, dict[str, int]]:
+    """room -> task -> integer weight, so that every task type is equally likely overall.
+
+    A task hosted by k of the rooms gets weight L/k in each (L: the lcm of all the k), and a
+    room is drawn with its total weight, then a task with its weight in that room.
+    """
+    hosts = {t: [r for r in cfg.rooms if supports(ROOMS[r], TASKS[t])] for t in cfg.task_types}
+    lcm = math.lcm(*(len(h) for h in hosts.values()))
+    table = {
+        r: {t: lcm // len(hosts[t]) for t in cfg.task_types if r in hosts[t]} for r in cfg.rooms
+    }
+    return {r: w for r, w in table.items() if w}
+
+
+def _expand(weights: dict[str, int]) -> list[str]:
+    """Each key repeated by its weight over the weights' gcd: ``rng.choice`` of it draws exactly
+    that distribution, and equal weights give the plain list (v0's ``rng.choice``)."""
+    unit = math.gcd(*weights.values())
+    return [key for key, w in weights.items() for _ in range(w // unit)]
+
+
+def _room(rng: random.Random, table: dict[str, dict[str, int]]) -> str:
+    if len(table) == 1:  # no draw: a single-room configuration consumes no randomness here
+        return next(iter(table))
+    return rng.choice(_expand({r: sum(w.values()) for r, w in table.items()}))
+
+
+def _receptacles(rng: random.Random, room: RoomKind, max_receptacles: int) -> list[str]:
     names: list[str] = []
-    for kind, (_, (lo, hi)) in RECEPTACLES.items():
-        names += [f"{kind} {i}" for i in range(1, rng.randint(lo, hi) + 1)]
-    essential = [n for n in names if RECEPTACLES[type_of(n)][1][0] > 0 and n.endswith(" 1")]
+    for kind, spec in room.receptacles.items():
+        names += [f"{kind} {i}" for i in range(1, rng.randint(*spec.count) + 1)]
+    essential = [n for n in names if room.receptacles[type_of(n)].count[0] > 0 and n.endswith(" 1")]
     extra = [n for n in names if n not in essential]
     rng.shuffle(extra)
-    keep = set(essential + extra[: max(0, cfg.max_receptacles - len(essential))])
+    keep = set(essential + extra[: max(0, max_receptacles - len(essential))])
     return [n for n in names if n in keep]
 
 
-def _can_contain() -> dict[str, set[str]]:
-    table: dict[str, set[str]] = {kind: set() for kind in RECEPTACLES}
-    for obj, kind in OBJECTS.items():
-        for recep in kind.spawn | set(PLACE_TARGETS):
-            table[recep].add(obj)
-    table["sinkbasin"] = {o for o, k in OBJECTS.items() if "clean" in k.affordances}
-    table["microwave"] = {o for o, k in OBJECTS.items() if "heat" in k.affordances}
-    return table
+def _targets(room_name: str, task: str, obj: str, types_here: set[str]) -> list[str]:
+    """Receptacle types the goal may name for ``obj``: present, accepting it, not the station,
+    and not the only place here where ``obj`` can start (the task would start solved)."""
+    station = STATION.get(TASKS[task].state or "")
+    accepts = CAN_CONTAIN[room_name]
+    starts = ROOMS[room_name].objects[obj] & types_here
+    return sorted(
+        t
+        for t in ROOMS[room_name].targets
+        if t in types_here and obj in accepts[t] and t != station and starts - {t}
+    )
 
 
-def _goal(rng: random.Random, cfg: GenConfig, types_here: set[str]) -> Goal:
-    task_type = rng.choice(cfg.task_types)
-    state = TASK_STATE[task_type]
-    candidates = [
+def _candidates(room_name: str, task: str, types_here: set[str]) -> list[str]:
+    """Object types that can be the goal's: present, movable, with the affordance and a target."""
+    room, kind = ROOMS[room_name], TASKS[task]
+    return sorted(
         o
-        for o, k in OBJECTS.items()
-        if (state is None or state in k.affordances) and k.spawn & types_here
-    ]
-    obj = rng.choice(sorted(candidates))
-    targets = sorted((set(PLACE_TARGETS) & types_here) - {"sinkbasin"})
-    recep = rng.choice(targets)
-    text = rng.choice(TEMPLATES[task_type]).format(obj=obj, recep=recep)
-    return Goal(task_type=task_type, obj_type=obj, recep_type=recep, state=state, text=text)
+        for o, where in room.objects.items()
+        if where & types_here
+        and "toggle" not in OBJECTS[o].affordances
+        and (kind.state is None or kind.state in OBJECTS[o].affordances)
+        and (kind.lamp or _targets(room_name, task, o, types_here))
+    )
 
 
-def _place(rng: random.Random, world: World, obj_type: str, avoid: str | None) -> None:
-    spots = [
-        r
-        for r in world.receptacles
-        if type_of(r) in OBJECTS[obj_type].spawn and type_of(r) != avoid
-    ]
+def _goal(
+    rng: random.Random, room_name: str, weights: dict[str, int], types_here: set[str]
+) -> Goal:
+    task = rng.choice(_expand(weights))
+    kind = TASKS[task]
+    obj = rng.choice(_candidates(room_name, task, types_here))
+    if kind.lamp:
+        lamp = rng.choice(sorted(ROOMS[room_name].lamps))
+        text = rng.choice(kind.templates).format(obj=obj, lamp=lamp)
+        return Goal(task, obj, None, text=text, lamp_type=lamp)
+    recep = rng.choice(_targets(room_name, task, obj, types_here))
+    text = rng.choice(kind.templates).format(obj=obj, recep=recep)
+    return Goal(task, obj, recep, kind.state, text, count=kind.count)
+
+
+def _place(
+    rng: random.Random, world: World, spawn: frozenset[str], obj_type: str, avoid: str | None
+) -> None:
+    spots = [r for r in world.receptacles if type_of(r) in spawn and type_of(r) != avoid]
     if not spots:
-        spots = [r for r in world.receptacles if type_of(r) in OBJECTS[obj_type].spawn]
+        spots = [r for r in world.receptacles if type_of(r) in spawn]
     count = 1 + sum(type_of(o) == obj_type for objs in world.contents.values() for o in objs)
     world.contents[rng.choice(spots)].append(f"{obj_type} {count}")
+
+
+def _draw(rng: random.Random, cfg: GenConfig, table: dict[str, dict[str, int]]) -> World:
+    """One draw of a whole episode (v0's order of draws, with the room and lamps added)."""
+    room_name = _room(rng, table)
+    room = ROOMS[room_name]
+    receps = _receptacles(rng, room, cfg.max_receptacles)
+    types_here = {type_of(r) for r in receps}
+    goal = _goal(rng, room_name, table[room_name], types_here)
+    world = World(
+        receptacles=receps,
+        openable={r for r in receps if room.receptacles[type_of(r)].openable},
+        contents={r: [] for r in receps},
+        can_contain=dict(CAN_CONTAIN[room_name]),
+        affordances={o: OBJECTS[o].affordances for o in room.objects},
+        goal=goal,
+    )
+    # The goal objects never start where they have to go, or the task would be trivial.
+    for _ in range(goal.count):
+        _place(rng, world, room.objects[goal.obj_type], goal.obj_type, avoid=goal.recep_type)
+    for lamp in room.lamps:
+        _place(rng, world, room.objects[lamp], lamp, avoid=None)
+    pool = sorted(
+        o
+        for o, where in room.objects.items()
+        if o != goal.obj_type and o not in room.lamps and where & types_here
+    )
+    for obj_type in rng.sample(pool, min(len(pool), rng.randint(*cfg.distractors))):
+        _place(rng, world, room.objects[obj_type], obj_type, avoid=None)
+    return world
 
 
 def generate(seed: int, cfg: GenConfig | None = None) -> World:
     """Build the episode for ``seed``. The same seed and config always give the same world."""
     cfg = cfg or GenConfig()
     rng = random.Random(seed)
-    receps = _receptacles(rng, cfg)
-    types_here = {type_of(r) for r in receps}
-    goal = _goal(rng, cfg, types_here)
-    world = World(
-        receptacles=receps,
-        openable={r for r in receps if RECEPTACLES[type_of(r)][0]},
-        contents={r: [] for r in receps},
-        can_contain=_can_contain(),
-        affordances={o: set(k.affordances) for o, k in OBJECTS.items()},
-        goal=goal,
-    )
-    # The goal object never starts where it has to go, or the task would be trivial.
-    _place(rng, world, goal.obj_type, avoid=goal.recep_type)
-    pool = sorted(o for o, k in OBJECTS.items() if o != goal.obj_type and k.spawn & types_here)
-    for obj_type in rng.sample(pool, rng.randint(*cfg.distractors)):
-        _place(rng, world, obj_type, avoid=None)
-    return world
+    table = _weights(cfg)
+    for _ in range(MAX_DRAWS):
+        world = _draw(rng, cfg, table)
+        if not goal_satisfied(world) and solvable(world):
+            return world
+    raise RuntimeError(f"no solvable household task in {MAX_DRAWS} draws for seed {seed}: {cfg}")

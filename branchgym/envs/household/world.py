@@ -1,17 +1,18 @@
 """The household world's rules: what exists, what each command does, and what it prints.
 
-This module is pure Python with no gymnasium in it, so the environment, the expert and the tests
-share one set of rules. Texts follow what the real ALFWorld engine prints (see ALFWORLD.md in
-the project's shared notes): articles are always "a", lists use ", " and ", and", anything not
-admissible answers "Nothing happens.".
+This module is pure Python with no gymnasium in it, so the environment, the expert, the
+generator's solvability search and the tests share one set of rules. Texts follow what the real
+ALFWorld engine prints (ALFWORLD.md in the project's shared notes, and ALFWorld's own grammar,
+``alfred.twl2``, for the texts that file does not record): articles are always "a", lists use
+", " and ", and", anything not admissible answers "Nothing happens.".
 
 A ``World`` is the full, mutable state of one episode. It is deliberately small (a few dicts and
-sets), so ``copy.deepcopy`` is a cheap and exact snapshot.
+sets), so a snapshot is a cheap and exact copy.
 """
 
 from __future__ import annotations
 
-import copy
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 NOTHING_HAPPENS = "Nothing happens."
@@ -22,6 +23,26 @@ HELP_TEXT = (
     "  examine (something)\n  use (object)\n  heat (object) with (receptacle)\n"
     "  clean (object) with (receptacle)\n  cool (object) with (receptacle)"
 )
+# state -> the receptacle type that produces it (ALFWorld's preconditions for clean/heat/cool)
+STATION = {"clean": "sinkbasin", "heat": "microwave", "cool": "fridge"}
+_VERB_OF_STATION = {recep: verb for verb, recep in STATION.items()}
+
+
+@dataclass(frozen=True)
+class Goal:
+    """What must be true to win; ``goal_conditions`` spells it out per task type.
+
+    ``recep_type`` is None for look-at-in-light goals, which name a ``lamp_type`` instead.
+    ``count`` is 2 for pick-two goals (both objects in one receptacle, as in ALFRED).
+    """
+
+    task_type: str
+    obj_type: str
+    recep_type: str | None
+    state: str | None = None  # "clean" | "heat" | "cool" | None
+    text: str = ""
+    count: int = 1
+    lamp_type: str | None = None
 
 
 @dataclass
@@ -30,9 +51,9 @@ class World:
 
     receptacles: list[str]
     openable: set[str]
-    contents: dict[str, list[str]]  # receptacle -> objects in it, in placement order
-    can_contain: dict[str, set[str]]  # receptacle type -> object types it accepts
-    affordances: dict[str, set[str]]  # object type -> {"clean", "heat", "cool"}
+    contents: dict[str, list[str]]  # receptacle -> objects in it, newest first
+    can_contain: dict[str, frozenset[str]]  # receptacle type -> object types it accepts
+    affordances: dict[str, frozenset[str]]  # object type -> {"clean", "heat", "cool", "toggle"}
     goal: Goal
     location: str | None = None
     held: str | None = None
@@ -40,20 +61,33 @@ class World:
     cleaned: set[str] = field(default_factory=set)
     heated: set[str] = field(default_factory=set)
     cooled: set[str] = field(default_factory=set)
+    toggled: set[str] = field(default_factory=set)  # lamps used at least once
 
     def snapshot(self) -> World:
-        return copy.deepcopy(self)
+        """An exact copy. The static parts (receptacles, tables, goal) are shared: no command
+        changes them, and sharing them makes a snapshot a few microseconds."""
+        world = self.snapshot_shallow()
+        world.contents = {r: list(objs) for r, objs in self.contents.items()}
+        return world
 
-
-@dataclass(frozen=True)
-class Goal:
-    """What must be true to win: an object of ``obj_type`` (in ``state``) inside ``recep_type``."""
-
-    task_type: str
-    obj_type: str
-    recep_type: str
-    state: str | None = None  # "clean" | "heat" | "cool" | None
-    text: str = ""
+    def snapshot_shallow(self) -> World:
+        """A copy whose receptacles' content lists are still shared with this world's (the
+        solvability search copies only the few lists its commands can change)."""
+        return World(
+            self.receptacles,
+            self.openable,
+            dict(self.contents),
+            self.can_contain,
+            self.affordances,
+            self.goal,
+            self.location,
+            self.held,
+            set(self.opened),
+            set(self.cleaned),
+            set(self.heated),
+            set(self.cooled),
+            set(self.toggled),
+        )
 
 
 def type_of(name: str) -> str:
@@ -82,6 +116,11 @@ def where_is(world: World, obj: str) -> str | None:
     return None
 
 
+def is_lamp(world: World, obj: str) -> bool:
+    """Lamps are fixtures, as in ALFWorld: they can be used, never picked up."""
+    return "toggle" in world.affordances[type_of(obj)]
+
+
 def describe_contents(world: World, recep: str) -> str:
     """What an agent standing at ``recep`` sees of it."""
     if recep in world.openable:
@@ -103,22 +142,19 @@ def fits(world: World, obj: str, recep: str) -> bool:
 
 
 def _object_commands(world: World, here: str) -> list[str]:
+    lamps = [f"use {o}" for o in world.contents[here] if is_lamp(world, o)]
     obj = world.held
     if obj is None:
         if not is_accessible(world, here):
-            return []
-        return [f"take {o} from {here}" for o in world.contents[here]]
-    cmds = [f"examine {obj}"]
+            return lamps
+        takeable = [o for o in world.contents[here] if not is_lamp(world, o)]
+        return lamps + [f"take {o} from {here}" for o in takeable]
+    cmds = [*lamps, f"examine {obj}"]
     if is_accessible(world, here) and fits(world, obj, here):
         cmds.append(f"move {obj} to {here}")
-    kind = type_of(here)
-    afford = world.affordances[type_of(obj)]
-    if kind == "sinkbasin" and "clean" in afford:
-        cmds.append(f"clean {obj} with {here}")
-    if kind == "microwave" and "heat" in afford:
-        cmds.append(f"heat {obj} with {here}")
-    if kind == "fridge" and "cool" in afford:
-        cmds.append(f"cool {obj} with {here}")
+    verb = _VERB_OF_STATION.get(type_of(here))
+    if verb is not None and verb in world.affordances[type_of(obj)]:
+        cmds.append(f"{verb} {obj} with {here}")  # admissible even when it is closed (ALFWorld)
     return cmds
 
 
@@ -141,17 +177,34 @@ def _look(world: World) -> str:
     return f"You are facing the {world.location}. Next to it, you see nothing."
 
 
+def _inventory(world: World) -> str:
+    held = world.held
+    return f"You are carrying: a {held}." if held else "You are not carrying anything."
+
+
+# ALFWorld's examineObject feedback, first match wins (this world has no sliced objects). A
+# cooled object is "cold" there, not "cool": the grammar says so, whatever the goal text says.
+_EXAMINE: tuple[tuple[tuple[str, ...], str], ...] = (
+    (("clean", "hot"), "This is a hot and clean {}."),
+    (("clean", "cool"), "This is a cool and clean {}."),
+    (("hot",), "This is a hot {}."),
+    (("clean",), "This is a clean {}."),
+    (("cool",), "This is a cold {}."),
+)
+
+
 def _examine(world: World, target: str) -> str:
-    if target == world.held:
-        for state, done in (
-            ("clean", world.cleaned),
-            ("hot", world.heated),
-            ("cool", world.cooled),
-        ):
-            if target in done:
-                return f"This is a {state} {target}."
-        return f"There's nothing special about {target}."
-    return describe_contents(world, target)
+    if target != world.held:
+        return describe_contents(world, target)
+    states = {
+        name
+        for name, done in (("clean", world.cleaned), ("hot", world.heated), ("cool", world.cooled))
+        if target in done
+    }
+    for needed, text in _EXAMINE:
+        if states.issuperset(needed):
+            return text.format(target)
+    return f"There's nothing special about {target}."
 
 
 def _go(world: World, recep: str) -> str:
@@ -169,6 +222,14 @@ def _close(world: World, recep: str) -> str:
     return f"You close the {recep}."
 
 
+def _use(world: World, lamp: str) -> str:
+    # ALFWorld's ToggleObject flips isOn but sets isToggled for good, and its feedback reads
+    # isToggled after the action: so it always says "turn on", and the goal counts a lamp that
+    # was used once. Tracking ``toggled`` alone reproduces both.
+    world.toggled.add(lamp)
+    return f"You turn on the {lamp}."
+
+
 def _take(world: World, obj: str, recep: str) -> str:
     world.contents[recep].remove(obj)
     world.held = obj
@@ -181,23 +242,60 @@ def _move(world: World, obj: str, recep: str) -> str:
     return f"You move the {obj} to the {recep}."
 
 
-def _transform(verb: str, done_attr: str):
-    def apply(world: World, obj: str, recep: str) -> str:
-        getattr(world, done_attr).add(obj)
-        return f"You {verb} the {obj} using the {recep}."
-
-    return apply
+def _clean(world: World, obj: str, recep: str) -> str:
+    world.cleaned.add(obj)
+    return f"You clean the {obj} using the {recep}."
 
 
-# verb -> (handler, number of arguments); the grammar's single table, no if/elif on strings.
-_TWO_ARG = {
+def _heat(world: World, obj: str, recep: str) -> str:
+    world.heated.add(obj)
+    world.cooled.discard(obj)  # ALFWorld's HeatObject: isHot, not isCool
+    return f"You heat the {obj} using the {recep}."
+
+
+def _cool(world: World, obj: str, recep: str) -> str:
+    world.cooled.add(obj)
+    world.heated.discard(obj)  # ALFWorld's CoolObject: isCool, not isHot
+    return f"You cool the {obj} using the {recep}."
+
+
+# The grammar's tables: one place per command shape, no if/elif on strings.
+_NO_ARG: dict[str, Callable[[World], str]] = {
+    "look": _look,
+    "inventory": _inventory,
+    "help": lambda world: HELP_TEXT,
+}
+_ONE_ARG: dict[str, Callable[[World, str], str]] = {
+    "go to": _go,
+    "open": _open,
+    "close": _close,
+    "examine": _examine,
+    "use": _use,
+}
+_TWO_ARG: dict[str, tuple[str, Callable[[World, str, str], str]]] = {
     "take": (" from ", _take),
     "move": (" to ", _move),
-    "clean": (" with ", _transform("clean", "cleaned")),
-    "heat": (" with ", _transform("heat", "heated")),
-    "cool": (" with ", _transform("cool", "cooled")),
+    "clean": (" with ", _clean),
+    "heat": (" with ", _heat),
+    "cool": (" with ", _cool),
 }
-_ONE_ARG = {"go to": _go, "open": _open, "close": _close, "examine": _examine}
+
+
+def apply_command(world: World, command: str) -> str:
+    """Apply a command already known to be admissible and return what the world prints.
+
+    ``execute`` checks admissibility first; the solvability search calls this directly on
+    commands it took from ``admissible_commands``, so it does not compute them twice.
+    """
+    if command in _NO_ARG:
+        return _NO_ARG[command](world)
+    for verb, handler in _ONE_ARG.items():
+        if command.startswith(verb + " "):
+            return handler(world, command[len(verb) + 1 :])
+    verb, rest = command.split(" ", 1)
+    sep, handler2 = _TWO_ARG[verb]
+    obj, recep = rest.split(sep, 1)
+    return handler2(world, obj, recep)
 
 
 def execute(world: World, command: str) -> tuple[str, bool]:
@@ -205,29 +303,64 @@ def execute(world: World, command: str) -> tuple[str, bool]:
     command = " ".join(command.strip().lower().split())
     if command not in admissible_commands(world):
         return NOTHING_HAPPENS, False
-    if command == "look":
-        return _look(world), True
-    if command == "inventory":
-        held = world.held
-        return (f"You are carrying: a {held}." if held else "You are not carrying anything."), True
-    if command == "help":
-        return HELP_TEXT, True
-    for verb, handler in _ONE_ARG.items():
-        if command.startswith(verb + " "):
-            return handler(world, command[len(verb) + 1 :]), True
-    verb, rest = command.split(" ", 1)
-    sep, handler = _TWO_ARG[verb]
-    obj, recep = rest.split(sep, 1)
-    return handler(world, obj, recep), True
+    return apply_command(world, command), True
+
+
+def _in_targets(world: World) -> list[list[str]]:
+    """For each receptacle of the goal's type, the goal-type objects in it.
+
+    Names are "<type> <number>" and types have no spaces, so a prefix test is a type test; this
+    runs for every state the solvability search visits, where ``type_of`` would dominate.
+    """
+    goal = world.goal
+    recep_prefix, obj_prefix = f"{goal.recep_type} ", f"{goal.obj_type} "
+    return [
+        [o for o in objs if o.startswith(obj_prefix)]
+        for recep, objs in world.contents.items()
+        if recep.startswith(recep_prefix)
+    ]
+
+
+def _lamp_on_here(world: World) -> bool:
+    here = world.location
+    if here is None:
+        return False
+    lamp_type = world.goal.lamp_type
+    return any(type_of(o) == lamp_type and o in world.toggled for o in world.contents[here])
+
+
+def _state_conditions(world: World, done: set[str]) -> tuple[bool, bool, bool]:
+    placed = [o for objs in _in_targets(world) for o in objs]
+    goal_type = world.goal.obj_type
+    return (
+        bool(placed),
+        any(type_of(o) == goal_type for o in done),
+        any(o in done for o in placed),
+    )
+
+
+def goal_conditions(world: World) -> tuple[bool, ...]:
+    """ALFRED's goal conditions (``goal_conditions_met`` in ALFWorld's ``env/tasks.py``).
+
+    - pick_and_place_simple: (an object of the type is in a receptacle of the type,)
+    - pick_two_obj_and_place: (one receptacle of the type holds >= 1 of them, ... >= 2)
+    - pick_{clean,heat,cool}_then_place_in_recep: (one is in place, one has been
+      cleaned/heated/cooled, one in place has been)
+    - look_at_obj_in_light: (the agent holds one, a lamp of the type here has been turned on)
+    The goal is reached when all hold; ``info["goal_condition_success_rate"]`` is their share.
+    """
+    goal = world.goal
+    if goal.lamp_type is not None:
+        held = world.held is not None and type_of(world.held) == goal.obj_type
+        return (held, _lamp_on_here(world))
+    if goal.count > 1:
+        best = max((len(objs) for objs in _in_targets(world)), default=0)
+        return tuple(best >= i for i in range(1, goal.count + 1))
+    if goal.state is None:
+        return (any(_in_targets(world)),)
+    done = {"clean": world.cleaned, "heat": world.heated, "cool": world.cooled}[goal.state]
+    return _state_conditions(world, done)
 
 
 def goal_satisfied(world: World) -> bool:
-    goal = world.goal
-    done = {"clean": world.cleaned, "heat": world.heated, "cool": world.cooled}
-    for recep, objs in world.contents.items():
-        if type_of(recep) != goal.recep_type:
-            continue
-        for obj in objs:
-            if type_of(obj) == goal.obj_type and (goal.state is None or obj in done[goal.state]):
-                return True
-    return False
+    return all(goal_conditions(world))
