@@ -20,11 +20,14 @@ class BenchError(ValueError):
 
 
 def available() -> list[str]:
-    return sorted(p.stem for p in BENCH_DIR.glob("*.py") if not p.stem.startswith("_"))
+    """Benchmark names as typed on the command line: ``env_step.py`` is ``env-step``."""
+    return sorted(
+        p.stem.replace("_", "-") for p in BENCH_DIR.glob("*.py") if not p.stem.startswith("_")
+    )
 
 
 def _load(name: str):
-    path = BENCH_DIR / f"{name}.py"
+    path = BENCH_DIR / f"{name.replace('-', '_')}.py"
     if not path.is_file():
         have = ", ".join(available()) or f"none (no {BENCH_DIR}: benchmarks ship with the source)"
         raise BenchError(f"no benchmark {name!r}; available: {have}")
