@@ -122,3 +122,30 @@ def test_format_penalty_snapshot_carries_the_broken_flag():
     assert env.step(info["expert_plan"][-1])[1] == 1.0
     env.get_wrapper_attr("restore")(broken)
     assert env.step(info["expert_plan"][-1])[1] == -1.0
+
+
+def test_history_window_shows_the_task_and_the_last_turns():
+    from branchgym.envs.wrappers import HistoryWindow
+
+    env = HistoryWindow(branchgym.envs.make(ENV_ID), window=1)
+    first, _ = env.reset(seed=2)
+    a = env.step("look")[0]
+    assert a.startswith(f"{first}\n[Now]\n> look\nYou are") and "[History]" not in a
+    b = env.step("inventory")[0]
+    assert b.startswith(first) and "[History]\n> look\n" in b
+    assert b.endswith("[Now]\n> inventory\nYou are not carrying anything.")
+    c = env.step("inventory")[0]
+    assert "> look" not in c and c.count("> inventory") == 2  # the window holds one past turn
+
+
+def test_history_window_snapshot_restores_the_window():
+    from branchgym.envs.wrappers import HistoryWindow
+
+    env = HistoryWindow(branchgym.envs.make(ENV_ID), window=2)
+    env.reset(seed=2)
+    env.step("look")
+    snap = env.get_wrapper_attr("snapshot")()
+    after = env.step("inventory")[0]
+    env.step("look")
+    env.get_wrapper_attr("restore")(snap)
+    assert env.step("inventory")[0] == after

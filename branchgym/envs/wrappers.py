@@ -133,3 +133,54 @@ class FormatPenalty(gym.Wrapper[str, str, str, str]):
     def restore(self, snap: tuple[Any, bool, float]) -> None:
         inner, self._broken, self._ret = snap
         self.env.get_wrapper_attr("restore")(inner)
+
+
+class HistoryWindow(gym.Wrapper[str, str, str, str]):
+    """Show the last ``window`` actions and observations with every observation.
+
+    For prompts that re-encode each turn (a chat model queried with a fresh prompt per step,
+    as ALFWorld agents and verl-agent do), not for branchgym's own one-sequence episodes, which
+    hold the whole history already. The first observation (the task) is always kept:
+
+        <first observation>
+        [History]
+        > <action t-k>
+        <observation t-k>
+        ...
+        [Now]
+        > <action t>
+        <observation t>
+    """
+
+    def __init__(self, env: gym.Env[str, str], window: int = 3) -> None:
+        if window < 0:
+            raise ValueError(f"window must be >= 0, got {window}")
+        super().__init__(env)
+        self.window = window
+        self._first, self._turns = "", ()
+
+    def reset(self, **kwargs: Any) -> tuple[str, dict[str, Any]]:
+        obs, info = self.env.reset(**kwargs)
+        self._first, self._turns = obs, ()
+        return obs, info
+
+    def step(self, action: str) -> tuple[str, float, bool, bool, dict[str, Any]]:
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        past = self._turns[-self.window :] if self.window else ()
+        self._turns = (*past, (str(action), obs))
+        return self._render(past, str(action), obs), reward, terminated, truncated, info
+
+    def _render(self, past: tuple[tuple[str, str], ...], action: str, obs: str) -> str:
+        parts = [self._first]
+        if past:
+            parts.append("[History]")
+            parts += [f"> {a}\n{o}" for a, o in past]
+        parts += ["[Now]", f"> {action}\n{obs}"]
+        return "\n".join(parts)
+
+    def snapshot(self) -> tuple[Any, str, tuple[tuple[str, str], ...]]:
+        return self.env.get_wrapper_attr("snapshot")(), self._first, self._turns
+
+    def restore(self, snap: tuple[Any, str, tuple[tuple[str, str], ...]]) -> None:
+        inner, self._first, self._turns = snap
+        self.env.get_wrapper_attr("restore")(inner)
