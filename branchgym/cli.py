@@ -22,7 +22,7 @@ def _root() -> None:
 
 @app.command()
 def train(
-    preset: Annotated[str, typer.Option(help="quickstart | smoke")] = "quickstart",
+    preset: Annotated[str, typer.Option(help="quickstart | searchqa | smoke")] = "quickstart",
     seed: Annotated[int, typer.Option(help="seed for the model, sampling and tasks")] = 0,
     env: Annotated[
         str | None,

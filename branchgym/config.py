@@ -106,7 +106,14 @@ def _smoke() -> TrainConfig:
     )
 
 
-PRESETS = {"quickstart": _quickstart, "smoke": _smoke}
+def _searchqa() -> TrainConfig:
+    # One SFT epoch: five (the quickstart's) clone the oracle to 100% greedy exact match on
+    # SearchQA, which leaves RL nothing to learn (README, "Results on SearchQA").
+    base = TrainConfig(env_id="branchgym/SearchQA-v0")
+    return replace(base, sft=replace(base.sft, epochs=1))
+
+
+PRESETS = {"quickstart": _quickstart, "smoke": _smoke, "searchqa": _searchqa}
 
 
 def preset(name: str) -> TrainConfig:
