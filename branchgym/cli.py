@@ -424,6 +424,22 @@ def rescore(
     typer.echo(f"{new_run}: {n} trajectories re-scored, {changed} returns changed")
 
 
+serve_app = typer.Typer(help="Serve an environment's site for a browser.", no_args_is_help=True)
+app.add_typer(serve_app, name="serve")
+
+
+@serve_app.command("shop")
+def serve_shop(
+    port: Annotated[int, typer.Option(help="port on the host")] = 3000,
+    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    catalogue_seed: Annotated[int, typer.Option(help="which generated catalogue")] = 0,
+) -> None:
+    """Run WebShop-v0's site on http://HOST:PORT/ (the pages the environment browses)."""
+    from branchgym.envs.webshop import serve
+
+    serve(host=host, port=port, catalogue_seed=catalogue_seed)
+
+
 def main() -> None:
     app()
 
