@@ -31,6 +31,7 @@ _BUILTIN: dict[str, tuple[str, dict[str, Any]]] = {
     "branchgym/Household-v0": ("branchgym.envs.household.env:HouseholdEnv", _V0_HOUSEHOLD),
     "branchgym/Household-v1": ("branchgym.envs.household.env:HouseholdEnv", {}),
     "branchgym/SearchQA-v0": ("branchgym.envs.searchqa.env:SearchQAEnv", {}),
+    "branchgym/PythonTool-v0": ("branchgym.envs.pythontool.env:PythonToolEnv", {}),
     "branchgym/WebShop-v0": ("branchgym.envs.webshop.env:WebShopEnv", {}),
     "branchgym/TextWorld-v0": ("branchgym.envs.adapters.textworld:TextWorldEnv", {}),
     "branchgym/ScienceWorld-v0": ("branchgym.envs.adapters.scienceworld:ScienceWorldEnv", {}),
