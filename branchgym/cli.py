@@ -22,7 +22,12 @@ def _root() -> None:
 
 @app.command()
 def train(
-    preset: Annotated[str, typer.Option(help="quickstart | searchqa | smoke")] = "quickstart",
+    preset: Annotated[
+        str | None,
+        typer.Option(
+            help="quickstart | searchqa | smoke (default: the one tuned for --env, else quickstart)"
+        ),
+    ] = None,
     seed: Annotated[int, typer.Option(help="seed for the model, sampling and tasks")] = 0,
     env: Annotated[
         str | None,
@@ -52,9 +57,12 @@ def train(
     from branchgym.agents.model import ModelLoadError
     from branchgym.agents.protocol import TemplateError
     from branchgym.config import preset as get_preset
+    from branchgym.config import preset_for_env
     from branchgym.rollouts.store import StoreError
     from branchgym.train import train as run_train
 
+    if preset is None:
+        preset = preset_for_env(env) if env is not None else "quickstart"
     try:
         cfg = get_preset(preset)
     except ValueError as exc:

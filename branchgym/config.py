@@ -116,6 +116,13 @@ def _searchqa() -> TrainConfig:
 PRESETS = {"quickstart": _quickstart, "smoke": _smoke, "searchqa": _searchqa}
 
 
+def preset_for_env(env_id: str) -> str:
+    """The preset whose recipe was tuned for ``env_id``: what ``train --env ID`` starts from
+    when no ``--preset`` is given (the quickstart's when none was)."""
+    tuned = [name for name in ("searchqa",) if PRESETS[name]().env_id == env_id]
+    return tuned[0] if tuned else "quickstart"
+
+
 def preset(name: str) -> TrainConfig:
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")

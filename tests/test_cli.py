@@ -273,3 +273,11 @@ def test_smoke_train_with_sil_logs_the_buffer(tmp_path):
     (run_dir,) = [p for p in tmp_path.iterdir() if p.is_dir()]
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert all("sil/buffer" in r and "sil/weight" in r for r in rows)
+
+
+def test_env_picks_the_preset_tuned_for_it():
+    from branchgym.config import preset, preset_for_env
+
+    assert preset_for_env("branchgym/SearchQA-v0") == "searchqa"
+    assert preset("searchqa").env_id == "branchgym/SearchQA-v0"
+    assert preset_for_env("branchgym/Household-v1") == "quickstart"
