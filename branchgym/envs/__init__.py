@@ -22,14 +22,18 @@ from branchgym.envs.household import HouseholdEnv
 ENTRY_POINT_GROUP = "branchgym.envs"
 
 # id -> (entry point, kwargs). A new behaviour gets a new version id: Household-v0 keeps the
-# kitchen with two task types that the README's results were measured on; v1 is the full world.
+# kitchen with two task types (and v0's texts) that the README's results were measured on; v1 is
+# the full world, printing exactly what ALFWorld's engine prints.
 _V0_HOUSEHOLD = {
     "task_types": ("pick_and_place_simple", "pick_clean_then_place_in_recep"),
     "rooms": ("kitchen",),
 }
 _BUILTIN: dict[str, tuple[str, dict[str, Any]]] = {
     "branchgym/Household-v0": ("branchgym.envs.household.env:HouseholdEnv", _V0_HOUSEHOLD),
-    "branchgym/Household-v1": ("branchgym.envs.household.env:HouseholdEnv", {}),
+    "branchgym/Household-v1": (
+        "branchgym.envs.household.env:HouseholdEnv",
+        {"engine_texts": True},  # lists in the real engine's order, its help text
+    ),
     "branchgym/SearchQA-v0": ("branchgym.envs.searchqa.env:SearchQAEnv", {}),
     "branchgym/PythonTool-v0": ("branchgym.envs.pythontool.env:PythonToolEnv", {}),
     "branchgym/WebShop-v0": ("branchgym.envs.webshop.env:WebShopEnv", {}),

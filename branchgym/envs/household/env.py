@@ -9,7 +9,9 @@ limit.
 
 v0's kitchen-only distribution of its two task types, which the quickstart numbers were measured
 on: ``task_types=V0_TASK_TYPES, rooms=("kitchen",), max_receptacles=8`` (old seeds, same
-episodes).
+episodes). ``engine_texts=True`` prints the real engine's texts where v0's differ: receptacles
+and contents listed as ALFWorld's engine lists them (by type, highest number first) and its help
+text. Every text then equals the engine's (``benchmarks/alfworld_fidelity.py``).
 """
 
 from __future__ import annotations
@@ -45,9 +47,16 @@ class HouseholdEnv(gym.Env[str, str]):
         max_receptacles: int = GenConfig.max_receptacles,
         render_mode: str | None = None,
         rooms: tuple[str, ...] = GenConfig.rooms,
+        engine_texts: bool = GenConfig.engine_texts,
+        copies: tuple[int, int] = GenConfig.copies,
     ) -> None:
         self.gen_config = GenConfig(
-            tuple(task_types), tuple(distractors), max_receptacles, tuple(rooms)
+            task_types=tuple(task_types),
+            distractors=tuple(distractors),
+            copies=tuple(copies),
+            max_receptacles=max_receptacles,
+            rooms=tuple(rooms),
+            engine_texts=engine_texts,
         )
         self.observation_space = TEXT
         self.action_space = TEXT

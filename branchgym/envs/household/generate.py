@@ -34,12 +34,18 @@ class GenConfig:
 
     task_types: tuple[str, ...] = tuple(TASKS)
     distractors: tuple[int, int] = (2, 5)  # how many other object types to scatter (min, max)
+    copies: tuple[int, int] = (1, 1)  # instances of each distractor type (min, max)
     max_receptacles: int = 16
     rooms: tuple[str, ...] = tuple(ROOMS)
+    # Print the real engine's texts where v0's differ: lists in the engine's order and its help
+    # text (``World.engine_texts``). Off by default: Household-v0's pinned episodes show v0's.
+    engine_texts: bool = False
 
     def __post_init__(self) -> None:
         unknown = [t for t in self.task_types if t not in TASKS]
         unknown += [r for r in self.rooms if r not in ROOMS]
+        if not 1 <= self.copies[0] <= self.copies[1]:
+            raise ValueError(f"copies must be 1 <= min <= max, not {self.copies}")
         if unknown or not self.task_types or not self.rooms:
             msg = f"unknown or empty: {unknown}; task types: {list(TASKS)}; rooms: {list(ROOMS)}"
             raise ValueError(msg)
@@ -155,6 +161,7 @@ def _draw(rng: random.Random, cfg: GenConfig, table: dict[str, dict[str, int]]) 
         can_contain=dict(CAN_CONTAIN[room_name]),
         affordances={o: OBJECTS[o].affordances for o in room.objects},
         goal=goal,
+        engine_texts=cfg.engine_texts,
     )
     # The goal objects never start where they have to go, or the task would be trivial.
     for _ in range(goal.count):
@@ -167,7 +174,10 @@ def _draw(rng: random.Random, cfg: GenConfig, table: dict[str, dict[str, int]]) 
         if o != goal.obj_type and o not in room.lamps and where & types_here
     )
     for obj_type in rng.sample(pool, min(len(pool), rng.randint(*cfg.distractors))):
-        _place(rng, world, room.objects[obj_type], obj_type, avoid=None)
+        # One copy draws nothing, so the default keeps v0's random stream (and episodes).
+        copies = rng.randint(*cfg.copies) if cfg.copies != (1, 1) else 1
+        for _ in range(copies):
+            _place(rng, world, room.objects[obj_type], obj_type, avoid=None)
     return world
 
 

@@ -17,11 +17,31 @@ from dataclasses import dataclass, field
 
 NOTHING_HAPPENS = "Nothing happens."
 WELCOME = "-= Welcome to TextWorld, ALFRED! =-"
+# v0's help text. Household-v0's episodes pin it: tokenizers are trained on texts that include
+# it (``train.env_corpus`` takes random admissible commands), so it stays the default.
 HELP_TEXT = (
     "Available commands:\n  look\n  inventory\n  go to (receptacle)\n  open (receptacle)\n"
     "  close (receptacle)\n  take (object) from (receptacle)\n  move (object) to (receptacle)\n"
     "  examine (something)\n  use (object)\n  heat (object) with (receptacle)\n"
     "  clean (object) with (receptacle)\n  cool (object) with (receptacle)"
+)
+# The engine's, verbatim (``engine_texts``): alfred.twl2's help.feedback without its leading
+# newline, which TextWorld strips. It lists "slice" too, though no ALFWorld task offers it.
+ENGINE_HELP_TEXT = (
+    "Available commands:\n"
+    "  look:                             look around your current location\n"
+    "  inventory:                        check your current inventory\n"
+    "  go to (receptacle):               move to a receptacle\n"
+    "  open (receptacle):                open a receptacle\n"
+    "  close (receptacle):               close a receptacle\n"
+    "  take (object) from (receptacle):  take an object from a receptacle\n"
+    "  move (object) to (receptacle):  place an object in or on a receptacle\n"
+    "  examine (something):              examine a receptacle or an object\n"
+    "  use (object):                     use an object\n"
+    "  heat (object) with (receptacle):  heat an object using a receptacle\n"
+    "  clean (object) with (receptacle): clean an object using a receptacle\n"
+    "  cool (object) with (receptacle):  cool an object using a receptacle\n"
+    "  slice (object) with (object):     slice an object using a sharp object\n"
 )
 # state -> the receptacle type that produces it (ALFWorld's preconditions for clean/heat/cool)
 STATION = {"clean": "sinkbasin", "heat": "microwave", "cool": "fridge"}
@@ -62,6 +82,8 @@ class World:
     heated: set[str] = field(default_factory=set)
     cooled: set[str] = field(default_factory=set)
     toggled: set[str] = field(default_factory=set)  # lamps used at least once
+    # The real engine's texts where v0's differ: list order (``listed``) and help.
+    engine_texts: bool = False
 
     def snapshot(self) -> World:
         """An exact copy. The static parts (receptacles, tables, goal) are shared: no command
@@ -87,6 +109,7 @@ class World:
             set(self.heated),
             set(self.cooled),
             set(self.toggled),
+            self.engine_texts,
         )
 
 
@@ -103,6 +126,19 @@ def a_list(items: list[str]) -> str:
     if len(parts) == 1:
         return parts[0]
     return ", ".join(parts[:-1]) + ", and " + parts[-1]
+
+
+def listed(world: World, names: list[str]) -> list[str]:
+    """``names`` in the order a text lists them.
+
+    ALFWorld's engine lists entities by PDDL id, which comes out as by type, the highest number
+    first ("a cabinet 2, a cabinet 1, a countertop 1"), whatever the order they were put in.
+    The household's own order (the room's table order, contents newest first) stays the
+    default because Household-v0's pinned episodes show it; ``engine_texts`` switches.
+    """
+    if not world.engine_texts:
+        return names
+    return sorted(names, key=lambda name: (type_of(name), -int(name.rsplit(" ", 1)[1])))
 
 
 def is_accessible(world: World, recep: str) -> bool:
@@ -123,17 +159,18 @@ def is_lamp(world: World, obj: str) -> bool:
 
 def describe_contents(world: World, recep: str) -> str:
     """What an agent standing at ``recep`` sees of it."""
+    if recep in world.openable and recep not in world.opened:
+        return f"The {recep} is closed."
+    seen = a_list(listed(world, world.contents[recep]))
     if recep in world.openable:
-        if recep not in world.opened:
-            return f"The {recep} is closed."
-        return f"The {recep} is open. In it, you see {a_list(world.contents[recep])}."
-    return f"On the {recep}, you see {a_list(world.contents[recep])}."
+        return f"The {recep} is open. In it, you see {seen}."
+    return f"On the {recep}, you see {seen}."
 
 
 def opening_text(world: World) -> str:
     return (
         f"{WELCOME}\n\nYou are in the middle of a room. Looking quickly around you, you see "
-        f"{a_list(world.receptacles)}.\n\nYour task is to: {world.goal.text}"
+        f"{a_list(listed(world, world.receptacles))}.\n\nYour task is to: {world.goal.text}"
     )
 
 
@@ -263,7 +300,7 @@ def _cool(world: World, obj: str, recep: str) -> str:
 _NO_ARG: dict[str, Callable[[World], str]] = {
     "look": _look,
     "inventory": _inventory,
-    "help": lambda world: HELP_TEXT,
+    "help": lambda world: ENGINE_HELP_TEXT if world.engine_texts else HELP_TEXT,
 }
 _ONE_ARG: dict[str, Callable[[World, str], str]] = {
     "go to": _go,
