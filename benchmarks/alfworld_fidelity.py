@@ -12,24 +12,24 @@ goal is reached. At reset and after every step it compares:
 
 - ``admissible_match_rate``: the admissible command sets are equal (commands lower-cased and
   whitespace-collapsed; the export makes the engine's names the household's own);
-- ``observation_match_rate``: the texts are equal, as Household-v1 prints them;
-  ``observation_match_rate_engine_texts``: the same with ``engine_texts=True`` (the household
-  prints the engine's texts where v0's differ), computed on the same engine run;
+- ``observation_match_rate``: the texts are equal, with ``engine_texts=False`` (v0's list
+  order and help text); ``observation_match_rate_engine_texts``: the same as Household-v1 is
+  registered, with ``engine_texts=True`` (the engine's texts), computed on the same engine run;
 - ``both_won_rate``: episodes that both engines count as won when the plan ends.
 
 ``mismatches`` counts each kind of disagreement, with one example each.
 
 Measured at 200 episodes (seed 0; 1,477 states): admissible sets equal at every state, both
-engines won all 200, texts equal at 81% of states as Household-v1 prints them and at 100% with
-``engine_texts=True``. What remains, and why:
+engines won all 200, texts equal at 81% of states with v0's texts and at 100% with
+``engine_texts=True``, which Household-v1 now registers. What remains, and why:
 
 - ``opening_list_order`` (every opening) and ``contents_list_order`` (a receptacle's contents on
   arriving or opening, when it holds two or more things): Household-v1 lists receptacles in the
   room's table order, lowest number first ("a cabinet 1, a cabinet 2, a drawer 1"), and contents
   in the order they were put there, newest first. The engine lists both by PDDL id, which comes
   out as by type, highest number first ("a cabinet 2, a cabinet 1, a drawer 1"). The texts are
-  otherwise equal. The engine is right, but Household-v0's pinned episodes show the room's order,
-  so the fix is opt-in: ``engine_texts=True`` (``observation_match_rate_engine_texts``).
+  otherwise equal. The engine is right, so Household-v1 registers ``engine_texts=True``;
+  Household-v0's pinned episodes keep the room's order.
 - ``help`` (never an expert command, so not counted here): v0's help text is a bare list of
   commands, the engine's describes each and lists "slice". ``engine_texts=True`` prints the
   engine's; v0's stays the default because tokenizers are trained on texts that include it.
@@ -61,8 +61,9 @@ from typing import Any
 import branchgym.envs
 from branchgym.envs.adapters.alfworld import ALFWorldEnv
 from branchgym.envs.household.export import skipped_names, write_game
-from branchgym.envs.household.generate import GenConfig, generate
+from branchgym.envs.household.generate import generate
 from branchgym.envs.household.tables import CAN_CONTAIN, TASKS
+from branchgym.tasks.suite import split_of_seed
 
 HOUSEHOLD = "branchgym/Household-v1"
 MAX_STEPS = 60  # far above any expert plan (about 20 commands); a guard against a loop
@@ -100,12 +101,12 @@ class EpisodeResult:
 def balanced_seeds(episodes: int, start: int) -> list[int]:
     """Seeds from ``start`` on, taking each of the six task types in turn, so that the first
     ``episodes`` Household-v1 episodes are spread evenly over them (generation is cheap)."""
-    cfg, order = GenConfig(), list(TASKS)
+    cfg, order = branchgym.envs.make(HOUSEHOLD).unwrapped.gen_config, list(TASKS)
     pending: dict[str, list[int]] = {t: [] for t in order}
     seeds: list[int] = []
     seed = start
     while len(seeds) < episodes:
-        pending[generate(seed, cfg).goal.task_type].append(seed)
+        pending[generate(seed, cfg, split_of_seed(seed)).goal.task_type].append(seed)
         seed += 1
         while pending[order[len(seeds) % len(order)]] and len(seeds) < episodes:
             seeds.append(pending[order[len(seeds) % len(order)]].pop(0))
@@ -162,8 +163,8 @@ def _compare(result: EpisodeResult, step: int, command: str | None, sides: tuple
 def play_episode(seed: int, folder: Path) -> EpisodeResult:
     """Export the episode of ``seed``, then step Household-v1 (in both list orders) and the
     engine along the household expert's plan, comparing every state."""
-    household = branchgym.envs.make(HOUSEHOLD).unwrapped
-    ordered = branchgym.envs.make(HOUSEHOLD, engine_texts=True).unwrapped
+    household = branchgym.envs.make(HOUSEHOLD, engine_texts=False).unwrapped  # v0's texts
+    ordered = branchgym.envs.make(HOUSEHOLD).unwrapped  # as registered: the engine's texts
     h_obs, h_info = household.reset(seed=seed)
     sides = [(h_obs, h_info), ordered.reset(seed=seed)]
     world = household.snapshot()

@@ -843,3 +843,25 @@ def test_v0_is_the_two_type_kitchen_and_v1_the_full_world():
     assert v0.task_types == V0_TASK_TYPES and v0.rooms == ("kitchen",)
     v1 = branchgym.envs.make("branchgym/Household-v1").unwrapped.gen_config
     assert set(v1.task_types) == set(TASKS) and len(v1.rooms) == 4 and v1.engine_texts
+
+
+def test_unseen_holds_out_goal_pairs_and_layouts_that_train_never_shows():
+    from branchgym.envs.household.splits import goal_pair, is_unseen, layout
+    from branchgym.tasks.suite import task_refs
+
+    env = branchgym.envs.make("branchgym/Household-v1").unwrapped
+
+    def worlds(split, n=300):
+        for task in task_refs("branchgym/Household-v1", split, n):
+            env.reset(options={"task": task})
+            yield env._world
+
+    train = list(worlds("train")) + list(worlds("seen"))
+    unseen = list(worlds("unseen"))
+    assert not any(is_unseen(w) for w in train) and all(is_unseen(w) for w in unseen)
+    train_pairs, train_layouts = {goal_pair(w) for w in train}, {layout(w) for w in train}
+    novel = [w for w in unseen if goal_pair(w) not in train_pairs or layout(w) not in train_layouts]
+    assert len(novel) == len(unseen)  # every unseen episode shows something train never did
+    # and the bare-seed reset finds the split from the seed range
+    env.reset(seed=task_refs("x", "unseen", 1)[0].seed)
+    assert is_unseen(env._world)

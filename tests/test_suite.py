@@ -38,3 +38,11 @@ def test_bad_lines_name_the_file_and_line(tmp_path, line, problem):
     with pytest.raises(SuiteError) as exc:
         load_suite(path)
     assert f"{path}:3" in str(exc.value) and problem in str(exc.value)
+
+
+def test_split_of_seed_inverts_the_offsets():
+    from branchgym.tasks.suite import split_of_seed
+
+    for split in ("train", "seen", "unseen"):
+        assert {split_of_seed(t.seed) for t in task_refs("x", split, 50, start=7)} == {split}
+    assert split_of_seed(-1) == "train"

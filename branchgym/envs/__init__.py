@@ -32,7 +32,8 @@ _BUILTIN: dict[str, tuple[str, dict[str, Any]]] = {
     "branchgym/Household-v0": ("branchgym.envs.household.env:HouseholdEnv", _V0_HOUSEHOLD),
     "branchgym/Household-v1": (
         "branchgym.envs.household.env:HouseholdEnv",
-        {"engine_texts": True},  # lists in the real engine's order, its help text
+        # lists in the real engine's order, its help text; unseen holds out pairs and layouts
+        {"engine_texts": True, "holdout": True},
     ),
     "branchgym/SearchQA-v0": ("branchgym.envs.searchqa.env:SearchQAEnv", {}),
     "branchgym/PythonTool-v0": ("branchgym.envs.pythontool.env:PythonToolEnv", {}),

@@ -33,6 +33,12 @@ def task_refs(env_id: str, split: str, n: int, start: int = 0) -> list[TaskRef]:
     return [TaskRef(env_id=env_id, seed=base + i, split=split) for i in range(n)]
 
 
+def split_of_seed(seed: int) -> str:
+    """The split whose seed range holds ``seed`` (for a bare ``reset(seed=...)``)."""
+    starts = sorted((offset, name) for name, offset in SPLIT_OFFSETS.items())
+    return next((name for offset, name in reversed(starts) if seed >= offset), "train")
+
+
 def save_suite(tasks: Iterable[TaskRef], path: str | Path) -> int:
     """Write one task per line; returns how many were written."""
     lines = [json.dumps(asdict(t), sort_keys=True) for t in tasks]

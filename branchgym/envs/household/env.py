@@ -30,6 +30,7 @@ from branchgym.envs.household.world import (
     goal_conditions,
     opening_text,
 )
+from branchgym.tasks.suite import split_of_seed
 from branchgym.trajectory import TaskRef
 
 TEXT = gym.spaces.Text(max_length=4096, charset=string.printable)
@@ -49,6 +50,7 @@ class HouseholdEnv(gym.Env[str, str]):
         rooms: tuple[str, ...] = GenConfig.rooms,
         engine_texts: bool = GenConfig.engine_texts,
         copies: tuple[int, int] = GenConfig.copies,
+        holdout: bool = GenConfig.holdout,
     ) -> None:
         self.gen_config = GenConfig(
             task_types=tuple(task_types),
@@ -57,6 +59,7 @@ class HouseholdEnv(gym.Env[str, str]):
             max_receptacles=max_receptacles,
             rooms=tuple(rooms),
             engine_texts=engine_texts,
+            holdout=holdout,
         )
         self.observation_space = TEXT
         self.action_space = TEXT
@@ -70,12 +73,12 @@ class HouseholdEnv(gym.Env[str, str]):
         super().reset(seed=seed)
         task = (options or {}).get("task")
         if isinstance(task, TaskRef):
-            episode_seed = task.seed
+            episode_seed, split = task.seed, task.split
         elif seed is not None:
-            episode_seed = seed
+            episode_seed, split = seed, split_of_seed(seed)
         else:
-            episode_seed = int(self.np_random.integers(2**31))
-        self._world = generate(episode_seed, self.gen_config)
+            episode_seed, split = int(self.np_random.integers(2**31)), "train"
+        self._world = generate(episode_seed, self.gen_config, split)
         self._last_obs = opening_text(self._world)
         return self._last_obs, self._info(valid=True)
 

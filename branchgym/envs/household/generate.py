@@ -21,6 +21,7 @@ import random
 from dataclasses import dataclass
 
 from branchgym.envs.household.search import solvable
+from branchgym.envs.household.splits import fits
 from branchgym.envs.household.tables import CAN_CONTAIN, OBJECTS, ROOMS, TASKS, RoomKind, supports
 from branchgym.envs.household.world import STATION, Goal, World, goal_satisfied, type_of
 
@@ -40,6 +41,9 @@ class GenConfig:
     # Print the real engine's texts where v0's differ: lists in the engine's order and its help
     # text (``World.engine_texts``). Off by default: Household-v0's pinned episodes show v0's.
     engine_texts: bool = False
+    # Keep held-out goal pairs and layouts out of train/seen and in unseen (``splits.py``).
+    # Off by default: Household-v0's pinned episodes predate the splits.
+    holdout: bool = False
 
     def __post_init__(self) -> None:
         unknown = [t for t in self.task_types if t not in TASKS]
@@ -181,13 +185,16 @@ def _draw(rng: random.Random, cfg: GenConfig, table: dict[str, dict[str, int]]) 
     return world
 
 
-def generate(seed: int, cfg: GenConfig | None = None) -> World:
-    """Build the episode for ``seed``. The same seed and config always give the same world."""
+def generate(seed: int, cfg: GenConfig | None = None, split: str = "train") -> World:
+    """Build the episode for ``seed`` in ``split``. The same seed, config and split always give
+    the same world; with ``cfg.holdout`` it also fits its split (``splits.fits``)."""
     cfg = cfg or GenConfig()
     rng = random.Random(seed)
     table = _weights(cfg)
     for _ in range(MAX_DRAWS):
         world = _draw(rng, cfg, table)
+        if cfg.holdout and not fits(world, split):
+            continue
         if not goal_satisfied(world) and solvable(world):
             return world
     raise RuntimeError(f"no solvable household task in {MAX_DRAWS} draws for seed {seed}: {cfg}")
