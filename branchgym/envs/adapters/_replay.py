@@ -14,9 +14,12 @@ restore "forward"), it replays only the missing ones.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
+
+import gymnasium as gym
 
 Episode = TypeVar("Episode", bound=Hashable)
 
@@ -69,3 +72,44 @@ def restore_by_replay(
             f"replaying {len(target.actions)} actions of episode {target.episode!r} ended on "
             f"{obs[:200]!r}, not on the snapshot's {target.obs[:200]!r}"
         )
+
+
+class ReplaySnapshots(ABC):
+    """``snapshot()`` / ``restore()`` by replay, for an adapter that keeps ``_episode``,
+    ``_actions`` and ``_obs`` and says how to restart, step, and read and put back its view."""
+
+    _episode: Any
+    _actions: list[str]
+    _obs: str
+
+    def snapshot(self) -> ReplaySnapshot[Any]:
+        """What started the episode and the commands since (restored by replaying them)."""
+        if not self._started():
+            raise gym.error.ResetNeeded("call reset() before snapshot()")
+        return ReplaySnapshot(self._episode, tuple(self._actions), self._obs, self._view())
+
+    def restore(self, snap: ReplaySnapshot[Any]) -> None:
+        current = self.snapshot() if self._started() else None
+        restore_by_replay(current, snap, self._restart, self._engine_step)
+        self._obs = snap.obs
+        self._set_view(snap.view)
+
+    @abstractmethod
+    def _started(self) -> bool:
+        """Whether an episode is running."""
+
+    @abstractmethod
+    def _view(self) -> Any:
+        """The adapter's own state after the last step (info, score...)."""
+
+    @abstractmethod
+    def _set_view(self, view: Any) -> None:
+        """Put a ``_view()`` back."""
+
+    @abstractmethod
+    def _restart(self, episode: Any) -> str:
+        """Start ``episode`` afresh; its first observation."""
+
+    @abstractmethod
+    def _engine_step(self, command: str) -> str:
+        """Send one command (recording it in ``_actions``); its observation."""

@@ -50,7 +50,7 @@ from branchgym.envs.adapters._common import (
     public_info,
     require,
 )
-from branchgym.envs.adapters._replay import ReplaySnapshot, restore_by_replay
+from branchgym.envs.adapters._replay import ReplaySnapshots
 
 SPLIT_DIRS = {
     "train": "train",
@@ -67,7 +67,7 @@ class ALFWorldDataMissing(FileNotFoundError):
     """ALFWorld's game files are not on this machine (and no game file was given)."""
 
 
-class ALFWorldEnv(gym.Env[str, str]):
+class ALFWorldEnv(ReplaySnapshots, gym.Env[str, str]):
     """ALFWorld's text household games (ALFRED scenes as PDDL), in its TextWorld engine."""
 
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi"]}
@@ -137,16 +137,14 @@ class ALFWorldEnv(gym.Env[str, str]):
             )
         return found
 
-    def snapshot(self) -> ReplaySnapshot[str]:
-        """The game file and commands since reset (restored by replaying them)."""
-        if self._state is None:
-            raise gym.error.ResetNeeded("call reset() before snapshot()")
-        return ReplaySnapshot(self._episode, tuple(self._actions), self._obs, self._info)
+    def _started(self) -> bool:
+        return self._state is not None
 
-    def restore(self, snap: ReplaySnapshot[str]) -> None:
-        current = self.snapshot() if self._state is not None else None
-        restore_by_replay(current, snap, self._restart, self._engine_step)
-        self._obs, self._info = snap.obs, snap.view
+    def _view(self) -> dict[str, Any]:
+        return self._info
+
+    def _set_view(self, view: dict[str, Any]) -> None:
+        self._info = view
 
     def render(self) -> str | None:
         return self._obs if self.render_mode == "ansi" else None

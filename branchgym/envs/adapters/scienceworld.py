@@ -52,14 +52,14 @@ from branchgym.envs.adapters._common import (
     public_info,
     require,
 )
-from branchgym.envs.adapters._replay import ReplaySnapshot, restore_by_replay
+from branchgym.envs.adapters._replay import ReplaySnapshots
 
 SPLITS = {"train": "train", "seen": "dev", "unseen": "test", "dev": "dev", "test": "test"}
 PARSER_REJECTS = ("No known action matches that input.", "Unknown action.", "Ambiguous request")
 NO_STEP_LIMIT = 2**31 - 1
 
 
-class ScienceWorldEnv(gym.Env[str, str]):
+class ScienceWorldEnv(ReplaySnapshots, gym.Env[str, str]):
     """ScienceWorld's science tasks (boil, grow a plant, test conductivity...), in its JVM."""
 
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi"]}
@@ -130,17 +130,11 @@ class ScienceWorldEnv(gym.Env[str, str]):
             raise ValueError(f"ScienceWorld task {task!r} has no {key[1]} variations")
         return self._variations[key]
 
-    def snapshot(self) -> ReplaySnapshot[tuple[str, int]]:
-        """The task, variation and commands since reset (restored by replaying them)."""
-        if self._episode is None:
-            raise gym.error.ResetNeeded("call reset() before snapshot()")
-        return ReplaySnapshot(self._episode, tuple(self._actions), self._obs, self._view())
+    def _started(self) -> bool:
+        return self._episode is not None
 
-    def restore(self, snap: ReplaySnapshot[tuple[str, int]]) -> None:
-        current = self.snapshot() if self._episode is not None else None
-        restore_by_replay(current, snap, self._restart, self._engine_step)
-        self._obs = snap.obs
-        self._info, self._gold = snap.view
+    def _set_view(self, view: tuple[dict[str, Any], tuple[str, ...]]) -> None:
+        self._info, self._gold = view
 
     def render(self) -> str | None:
         return self._obs if self.render_mode == "ansi" else None

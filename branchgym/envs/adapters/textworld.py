@@ -42,7 +42,7 @@ from branchgym.envs.adapters._common import (
     public_info,
     require,
 )
-from branchgym.envs.adapters._replay import ReplaySnapshot, restore_by_replay
+from branchgym.envs.adapters._replay import ReplaySnapshots
 
 JERICHO_MAX_CHARS = 190
 
@@ -63,7 +63,7 @@ def _norm(command: str) -> str:
     return " ".join(command.lower().split())
 
 
-class TextWorldEnv(gym.Env[str, str]):
+class TextWorldEnv(ReplaySnapshots, gym.Env[str, str]):
     """Games made by ``tw-make``, played in TextWorld's engine (Jericho)."""
 
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi"]}
@@ -116,17 +116,11 @@ class TextWorldEnv(gym.Env[str, str]):
         terminated = self._info["won"] or self._info["lost"]
         return self._obs, float(reward), terminated, False, public_info(self._info)
 
-    def snapshot(self) -> ReplaySnapshot[tuple[str, int]]:
-        """The game, engine seed and commands since reset (restored by replaying them)."""
-        if self._state is None:
-            raise gym.error.ResetNeeded("call reset() before snapshot()")
-        return ReplaySnapshot(self._episode, tuple(self._actions), self._obs, self._view())
+    def _started(self) -> bool:
+        return self._state is not None
 
-    def restore(self, snap: ReplaySnapshot[tuple[str, int]]) -> None:
-        current = self.snapshot() if self._state is not None else None
-        restore_by_replay(current, snap, self._restart, self._engine_step)
-        self._obs = snap.obs
-        self._info, self._score = snap.view
+    def _set_view(self, view: tuple[dict[str, Any], int]) -> None:
+        self._info, self._score = view
 
     def render(self) -> str | None:
         return self._obs if self.render_mode == "ansi" else None
