@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from branchgym.envs.pythontool import sandbox
+from branchgym.envs.pythontool import _bootstrap
 from branchgym.envs.pythontool.sandbox import RunResult, SandboxError, SandboxLimits, run_python
 
 LIMITS = SandboxLimits(wall_seconds=3.0, cpu_seconds=2, memory_bytes=256 * 2**20)
@@ -423,7 +423,7 @@ def test_killing_the_test_process_or_another_process_fails(victim, limits, attac
 def test_the_hook_reads_no_globals_or_builtins_at_call_time():
     # A hook that looked up os.readlink or isinstance when called could be monkeypatched by the
     # code it polices; every name must be a closure cell bound when the hook was made.
-    inner = [c for c in sandbox._make_hook.__code__.co_consts if hasattr(c, "co_code")]
+    inner = [c for c in _bootstrap._make_hook.__code__.co_consts if hasattr(c, "co_code")]
     assert {c.co_name for c in inner} >= {"hook", "resolve", "within", "as_text", "paths_ok"}
     for code in inner:
         loads = {i.opname for i in dis.get_instructions(code)}
@@ -441,3 +441,4 @@ def test_code_errors_are_results_not_exceptions():
     assert result.stdout == "before\n" and result.exit_code == 1
     assert result.error == "ZeroDivisionError: division by zero"
     assert 'File "<sandbox>", line 2, in f' in result.stderr and "sandbox.py" not in result.stderr
+    assert "_bootstrap.py" not in result.stderr  # the bootstrap's frames are not the agent's
