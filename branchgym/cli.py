@@ -25,16 +25,27 @@ def train(
     preset: Annotated[
         str | None,
         typer.Option(
-            help="quickstart | searchqa | smoke (default: the one tuned for --env, else quickstart)"
+            help="quickstart | searchqa | smoke (default: the config file's, else the one "
+            "tuned for --env, else quickstart)"
         ),
     ] = None,
-    seed: Annotated[int, typer.Option(help="seed for the model, sampling and tasks")] = 0,
+    config: Annotated[
+        Path | None,
+        typer.Option(help="a TOML, YAML or JSON file of overrides (see `branchgym config`)"),
+    ] = None,
+    resume: Annotated[
+        str | None,
+        typer.Option(help="continue an interrupted run (its folder, or its id under --out)"),
+    ] = None,
+    seed: Annotated[int | None, typer.Option(help="seed for the model, sampling and tasks")] = None,
     env: Annotated[
         str | None,
         typer.Option(help="environment id (see `branchgym envs`; default: the preset's)"),
     ] = None,
     db: Annotated[str | None, typer.Option(help="SQLAlchemy URL of the trajectory store")] = None,
-    out: Annotated[str, typer.Option(help="folder that receives the run folder")] = "runs",
+    out: Annotated[
+        str | None, typer.Option(help="folder that receives the run folder (default: runs)")
+    ] = None,
     rl_steps: Annotated[int | None, typer.Option(help="override the preset's RL steps")] = None,
     model: Annotated[
         str | None,
@@ -52,36 +63,37 @@ def train(
     ] = False,
 ) -> None:
     """Cold-start SFT on expert demonstrations, then RL (GRPO-style updates on the sampled
-    trees), with held-out evaluation."""
+    trees), with held-out evaluation. Flags override the config file, which overrides the
+    preset."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from branchgym.agents.model import ModelLoadError
     from branchgym.agents.protocol import TemplateError
-    from branchgym.config import preset as get_preset
-    from branchgym.config import preset_for_env
+    from branchgym.checkpoint import CheckpointError
     from branchgym.rollouts.store import StoreError
-    from branchgym.train import train as run_train
+    from branchgym.runner import ResumeError
+    from branchgym.runner import resume as resume_run
+    from branchgym.runner import train as run_train
 
-    if preset is None:
-        preset = preset_for_env(env) if env is not None else "quickstart"
     try:
-        cfg = get_preset(preset)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--preset") from exc
-    cfg = replace(cfg, seed=seed, db=db, out_dir=out, model_path=model)
-    cfg = replace(cfg, chat_template=chat_template)
-    if env is not None:
-        cfg = _with_env(cfg, env)
-    if rl_steps is not None:
-        cfg = replace(cfg, rl=replace(cfg.rl, steps=rl_steps))
-    if algo is not None:
-        if algo not in ("grpo", "arpo", "aepo"):
-            raise typer.BadParameter(f"unknown algorithm {algo!r}", param_hint="--algo")
-        cfg = replace(cfg, rollout=replace(cfg.rollout, algo=algo))
-    if sil is not None:
-        cfg = replace(cfg, rl=replace(cfg.rl, sil=sil))
-    if chat_template and not model:
-        raise typer.BadParameter("needs --model: the embedded model has no chat template")
-    try:
+        if resume is not None:
+            _no_overrides_on_resume(preset, config, seed, env, db, rl_steps, model, algo, sil)
+            resume_run(resume, out or "runs", console)
+            return
+        cfg = _train_config(preset, config, env)
+        overrides = {"seed": seed, "db": db, "model_path": model, "out_dir": out}
+        cfg = replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
+        if chat_template:
+            cfg = replace(cfg, chat_template=True)
+        if rl_steps is not None:
+            cfg = replace(cfg, rl=replace(cfg.rl, steps=rl_steps))
+        if algo is not None:
+            if algo not in ("grpo", "arpo", "aepo"):
+                raise typer.BadParameter(f"unknown algorithm {algo!r}", param_hint="--algo")
+            cfg = replace(cfg, rollout=replace(cfg.rollout, algo=algo))
+        if sil is not None:
+            cfg = replace(cfg, rl=replace(cfg.rl, sil=sil))
+        if cfg.chat_template and not cfg.model_path:
+            raise typer.BadParameter("needs --model: the embedded model has no chat template")
         run_train(cfg, console)
     except TemplateError as exc:
         raise typer.BadParameter(str(exc), param_hint="--chat-template") from exc
@@ -89,6 +101,78 @@ def train(
         raise typer.BadParameter(str(exc), param_hint="--db") from exc
     except ModelLoadError as exc:
         raise typer.BadParameter(str(exc), param_hint="--model") from exc
+    except (ResumeError, CheckpointError) as exc:
+        raise typer.BadParameter(str(exc), param_hint="--resume") from exc
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+
+
+def _train_config(preset: str | None, config: Path | None, env: str | None):
+    """The preset, the config file's overrides on it, then ``--env``."""
+    from branchgym.config import preset as get_preset
+    from branchgym.config import preset_for_env
+    from branchgym.configio import ConfigError, apply_overrides, read_mapping
+
+    try:
+        data = read_mapping(config) if config is not None else {}
+        named = data.pop("preset", None)
+        if named is not None and not isinstance(named, str):
+            raise ConfigError(f"{config}: preset: expected a preset name, got {named!r}")
+    except ConfigError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--config") from exc
+    if preset is None:
+        preset = named or (preset_for_env(env) if env is not None else "quickstart")
+    try:
+        cfg = get_preset(preset)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--preset") from exc
+    try:
+        cfg = apply_overrides(cfg, data)
+    except ConfigError as exc:
+        raise typer.BadParameter(f"{config}: {exc}", param_hint="--config") from exc
+    return _with_env(cfg, env) if env is not None else cfg
+
+
+def _no_overrides_on_resume(*values) -> None:
+    if any(v is not None for v in values):
+        raise typer.BadParameter(
+            "a resumed run keeps its own config (its config.json); drop the other options",
+            param_hint="--resume",
+        )
+
+
+@app.command("config")
+def show_config(
+    preset: Annotated[str, typer.Argument(help="quickstart | searchqa | smoke")] = "quickstart",
+) -> None:
+    """Print a preset as a TOML config file: save it, edit it, pass it to `train --config`."""
+    from branchgym.config import preset as get_preset
+    from branchgym.configio import to_toml
+
+    try:
+        cfg = get_preset(preset)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="PRESET") from exc
+    typer.echo(to_toml(cfg, preset=preset), nl=False)
+
+
+@app.command()
+def plot(
+    run: Annotated[Path, typer.Argument(help="a run folder written by `branchgym train`")],
+    window: Annotated[int, typer.Option(help="moving average over this many RL steps")] = 1,
+) -> None:
+    """Draw a run's learning curves (success, entropy, tool calls, branching, SIL share) as
+    PNG files in RUN/plots/ (also for a run that is still going)."""
+    from branchgym.plots import plot_run
+    from branchgym.runlog import METRICS
+
+    if not (run / METRICS).is_file():
+        raise typer.BadParameter(f"{run} holds no {METRICS}: not a run folder", param_hint="RUN")
+    written = plot_run(run, window)
+    if not written:
+        raise typer.BadParameter(f"{run}: {METRICS} holds no RL steps yet", param_hint="RUN")
+    for path in written:
+        typer.echo(str(path))
 
 
 def _with_env(cfg, env_id: str):

@@ -38,6 +38,7 @@ class RLConfig:
     sil: bool = False  # SPEAR self-imitation: replay stored positive-advantage trajectories
     sil_coef: float = 1.0  # c in the SIL weight w(t) = c (1 - cos(pi t / T)) / 2, then c
     sil_warmup: int = 200  # T
+    checkpoint_every: int = 10  # RL steps between checkpoints (and after SFT, and at the end)
 
 
 @dataclass(frozen=True)
@@ -92,7 +93,7 @@ def _smoke() -> TrainConfig:
         vocab_size=600,
         model=TinyModelConfig(hidden_size=64, layers=1, heads=2, kv_heads=1, intermediate_size=128),
         sft=replace(base.sft, demos=64, epochs=1),
-        rl=replace(base.rl, steps=2, tasks_per_step=2),
+        rl=replace(base.rl, steps=2, tasks_per_step=2, checkpoint_every=1),
         rollout=replace(
             base.rollout,
             samples_per_task=4,

@@ -13,6 +13,8 @@ import statistics
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from branchgym.runlog import read_rows
+
 
 @dataclass(frozen=True)
 class RunResult:
@@ -66,9 +68,7 @@ class GainSummary:
 def load_run(run_dir: Path) -> RunResult:
     """Read one run folder; raises ``FileNotFoundError`` if the run did not finish."""
     summary = json.loads((run_dir / "summary.json").read_text())
-    metrics = run_dir / "metrics.jsonl"
-    lines = metrics.read_text().splitlines() if metrics.exists() else []
-    rows = [json.loads(line) for line in lines]
+    rows = read_rows(run_dir)
     keys = ("sft_greedy_success", "sft_greedy_stderr", "rl_greedy_success", "rl_greedy_stderr")
     greedy = tuple(summary[k] for k in keys) if all(k in summary for k in keys) else None
     return RunResult(

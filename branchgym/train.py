@@ -1,6 +1,7 @@
-"""The training recipe, top to bottom: tokenizer -> model -> SFT cold start -> GRPO -> eval.
+"""The steps of the training recipe: tokenizer -> model -> SFT cold start -> GRPO -> eval.
 
-    branchgym train --preset quickstart --seed 0
+``branchgym.runner`` runs them in order (``branchgym train --preset quickstart --seed 0``),
+with checkpoints, metric logs and ``--resume``:
 
 0. Every environment is wrapped in ``RestateInstruction`` (the task follows each observation).
 1. Train a byte-level tokenizer on the environment's own text and build a tiny Llama-style model.
@@ -14,31 +15,25 @@
 
 from __future__ import annotations
 
-import json
 import math
 import random
-import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, replace
-from pathlib import Path
+from dataclasses import dataclass, replace
 
 import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from branchgym import envs
 from branchgym.agents.hf import HFPolicy
-from branchgym.agents.learner import Learner, TokenSample, samples_from_groups
+from branchgym.agents.learner import Learner, TokenSample
 from branchgym.agents.losses import grpo_advantages, sil_weight
-from branchgym.agents.model import load_pretrained, n_params, tiny_model
-from branchgym.agents.protocol import TurnCodec, turn_format
+from branchgym.agents.model import load_pretrained, tiny_model
+from branchgym.agents.protocol import TurnCodec
 from branchgym.agents.tokenizer import train_tokenizer
 from branchgym.config import TrainConfig
-from branchgym.envs.wrappers import RestateInstruction
 from branchgym.rollouts.manager import RolloutManager
 from branchgym.rollouts.metrics import tree_stats
 from branchgym.rollouts.replay import ReplayBuffer
-from branchgym.rollouts.store import StoreError, TrajectoryStore
 from branchgym.tasks.suite import task_refs
 from branchgym.trajectory import Group, TaskRef, flatten
 
@@ -192,7 +187,7 @@ def evaluate_policy(
     return results
 
 
-def _progress(console: Console) -> Progress:
+def progress_bars(console: Console) -> Progress:
     return Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -248,48 +243,12 @@ def sil_step(learner: Learner, buffer: ReplayBuffer, step: int, cfg: TrainConfig
     return out | {"sil/replayed": float(len(replayed))}
 
 
-def run_rl(learner, manager, store, run_id, policy, cfg: TrainConfig, bar, log) -> None:
-    rng = random.Random(cfg.seed)
-    buffer = ReplayBuffer(store, run_id, cfg.replay) if cfg.rl.sil else None
-    task_bar = bar.add_task(cfg.rollout.algo.upper(), total=cfg.rl.steps, info="")
-    for step in range(cfg.rl.steps):
-        t0 = time.time()
-        tasks = [
-            task_refs(cfg.env_id, "train", 1, start=rng.randrange(SEED_RANGE))[0]
-            for _ in range(cfg.rl.tasks_per_step)
-        ]
-        groups = [
-            with_advantages(g, cfg.rl.std_normalize)
-            for g in manager.rollout(tasks, step=step, version=learner.version)
-        ]
-        group_ids = store.write_groups(run_id, groups)
-        useful = [g for g in groups if len(set(g.returns)) > 1 or not cfg.rl.drop_uniform_groups]
-        samples = samples_from_groups(useful, cfg.rl.attribution)
-        metrics = learner.rl_step(samples, rng) if useful else {}
-        if buffer is not None:
-            buffer.admit(group_ids)
-            metrics |= sil_step(learner, buffer, step, cfg, rng)
-        policy.reset_cache()
-        success = sum(t.won for g in groups for t in g.trajectories) / sum(
-            len(g.trajectories) for g in groups
-        )
-        row = {"step": step, "success": success, "groups": len(groups)}
-        row |= {"signal_groups": len(useful), **metrics, **_rollout_metrics(groups)}
-        row["seconds"] = time.time() - t0
-        log.write(json.dumps(row) + "\n")
-        log.flush()
-        bar.update(task_bar, advance=1, info=f"success {success:.2f} signal {len(useful)}")
-        if (step + 1) % 10 == 0:
-            bar.console.print(
-                f"GRPO step {step + 1}: training success {success:.2f}, "
-                f"{len(useful)}/{len(groups)} groups with signal, {row['seconds']:.1f} s"
-            )
-
-
-def _rollout_metrics(groups: Sequence[Group]) -> dict:
+def rollout_metrics(groups: Sequence[Group]) -> dict:
     """The tree metrics of one step, flat, under a ``rollout/`` prefix."""
     stats = tree_stats(groups).as_dict()
     ends = stats.pop("end_reasons")
+    ents = [e for g in groups for s in g.segments for e in s.entropies]
+    stats["entropy"] = sum(ents) / max(len(ents), 1)  # over every sampled token
     return {f"rollout/{k}": v for k, v in stats.items()} | {f"end/{k}": v for k, v in ends.items()}
 
 
@@ -303,116 +262,3 @@ def build_policy_model(cfg: TrainConfig, make_env: Callable):
     tokenizer = train_tokenizer(env_corpus(make_env, 400, cfg.seed), cfg.vocab_size)
     stop_id = TurnCodec(tokenizer).stop_id
     return tiny_model(len(tokenizer), tokenizer.pad_token_id, stop_id, cfg.model), tokenizer
-
-
-def train(cfg: TrainConfig, console: Console | None = None) -> dict:
-    """Run the whole recipe; returns the summary that is also written to ``summary.json``."""
-    console = console or Console()
-    t_start = time.time()
-    torch.manual_seed(cfg.seed)
-    torch.set_num_threads(cfg.threads)
-
-    def make_env():
-        env = envs.make(cfg.env_id, **cfg.env_kwargs)
-        return RestateInstruction(env) if cfg.restate_instruction else env
-
-    model, tokenizer = build_policy_model(cfg, make_env)  # before the run folder: fail fast
-    codec = TurnCodec(tokenizer, turn_format(tokenizer, cfg.chat_template))
-    pad_id = tokenizer.pad_token_id
-    run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-seed{cfg.seed}"
-    run_dir = Path(cfg.out_dir) / run_id
-    run_dir.mkdir(parents=True, exist_ok=True)
-    store = _open_store(cfg, run_id, run_dir)
-    console.print(
-        f"run {run_id}: model {n_params(model) / 1e6:.2f}M params, vocab {len(tokenizer)}"
-    )
-    policy = HFPolicy(model, tokenizer, pad_id, seed=cfg.seed)
-    learner = Learner(model, pad_id, cfg.learner, temperature=cfg.rollout.temperature)
-    manager = RolloutManager(make_env, policy, codec, cfg.rollout)
-
-    def held_out() -> dict[str, EvalResult]:
-        return evaluate_policy(make_env, policy, codec, cfg)
-
-    with _progress(console) as bar, open(run_dir / "metrics.jsonl", "w") as log:
-        demo_tasks = task_refs(cfg.env_id, "train", cfg.sft.demos, start=cfg.seed * cfg.sft.demos)
-        demos = expert_demos(make_env, demo_tasks, codec, cfg.sft.noise, cfg.seed)
-        run_sft(learner, demos, cfg, bar)
-        sft = held_out()
-        console.print(f"SFT policy: held-out success {_line(sft)}")
-        run_rl(learner, manager, store, run_id, policy, cfg, bar, log)
-        rl = held_out()
-
-    model.save_pretrained(run_dir / "policy")
-    tokenizer.save_pretrained(run_dir / "policy")
-    summary = _summary(cfg, sft, rl, t_start)
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
-    store.close()
-    _print_table(console, sft, rl, cfg, run_dir)
-    return summary
-
-
-def _open_store(cfg: TrainConfig, run_id: str, run_dir: Path) -> TrajectoryStore:
-    """Open the store before any training, so a bad ``--db`` fails in seconds, leaving nothing."""
-    try:
-        store = TrajectoryStore(cfg.db or f"sqlite:///{run_dir / 'trajectories.db'}")
-    except StoreError:
-        if not any(run_dir.iterdir()):
-            run_dir.rmdir()
-        raise
-    store.create_run(run_id, _jsonable(cfg))
-    return store
-
-
-def _line(results: dict[str, EvalResult]) -> str:
-    return ", ".join(f"{k} {r.success:.3f} ± {r.stderr:.3f}" for k, r in results.items())
-
-
-def _summary(cfg: TrainConfig, sft: dict, rl: dict, t_start: float) -> dict:
-    """``sft_success`` / ``rl_success`` are the sampled (headline) evaluation."""
-    out = {
-        "env_id": cfg.env_id,
-        "sft_success": sft["sampled"].success,
-        "sft_stderr": sft["sampled"].stderr,
-        "rl_success": rl["sampled"].success,
-        "rl_stderr": rl["sampled"].stderr,
-        "heldout_episodes": rl["sampled"].episodes,
-        "eval_temperature": cfg.eval.temperature,
-        "seed": cfg.seed,
-        "minutes": (time.time() - t_start) / 60,
-    }
-    if "greedy" in rl:
-        out |= {
-            "sft_greedy_success": sft["greedy"].success,
-            "sft_greedy_stderr": sft["greedy"].stderr,
-            "rl_greedy_success": rl["greedy"].success,
-            "rl_greedy_stderr": rl["greedy"].stderr,
-        }
-    return out | {"sft": _asdicts(sft), "rl": _asdicts(rl)}
-
-
-def _asdicts(results: dict[str, EvalResult]) -> dict:
-    return {k: asdict(r) for k, r in results.items()}
-
-
-def _print_table(console: Console, sft: dict, rl: dict, cfg: TrainConfig, run_dir: Path) -> None:
-    from rich.table import Table
-
-    table = Table(title=f"held-out evaluation ({cfg.eval.episodes} episodes each)")
-    for col in ("policy", "decoding", "success ± stderr", "mean turns", "mean entropy"):
-        table.add_column(col)
-    for name, results in (("SFT", sft), ("SFT + GRPO", rl)):
-        for kind, r in results.items():
-            decoding = "greedy" if kind == "greedy" else f"sampled, T={cfg.eval.temperature}"
-            table.add_row(
-                name,
-                decoding,
-                f"{r.success:.3f} ± {r.stderr:.3f}",
-                f"{r.mean_turns:.2f}",
-                f"{r.mean_entropy:.3f}",
-            )
-    console.print(table)
-    console.print(f"run folder: {run_dir}")
-
-
-def _jsonable(cfg: TrainConfig) -> dict:
-    return json.loads(json.dumps(asdict(cfg), default=str))

@@ -53,6 +53,24 @@ def test_bad_db_url_fails_fast_with_a_clear_message(tmp_path):
     assert list(tmp_path.iterdir()) == []  # no half-made run folder is left behind
 
 
+def test_config_prints_a_preset_that_train_accepts_back(tmp_path):
+    result = runner.invoke(app, ["config", "smoke"])
+    assert result.exit_code == 0 and result.output.startswith('preset = "smoke"\n')
+    (tmp_path / "c.toml").write_text(result.output.replace("\nsteps = 2\n", "\nstepz = 2\n"))
+    result = runner.invoke(app, ["train", "--config", str(tmp_path / "c.toml")])
+    assert result.exit_code == 2
+    text = " ".join(result.output.split())
+    assert "c.toml: rl.stepz: unknown key; allowed: steps" in text.replace("│ │ ", "")
+    bad = runner.invoke(app, ["config", "nope"])
+    assert bad.exit_code == 2 and "unknown preset 'nope'" in " ".join(bad.output.split())
+
+
+def test_plot_needs_a_run_folder(tmp_path):
+    result = runner.invoke(app, ["plot", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "metrics.jsonl: not a run folder" in " ".join(result.output.split())
+
+
 def test_unknown_env_fails_with_a_clear_message(tmp_path):
     result = runner.invoke(app, ["train", "--env", "nope/X-v0", "--out", str(tmp_path)])
     assert result.exit_code == 2

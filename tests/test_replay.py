@@ -151,3 +151,26 @@ def test_sil_step_replays_with_the_scheduled_weight(url, tiny_lm, tiny_tok):
         assert out["sil/weight"] == pytest.approx(0.5) and out["sil/replayed"] == 2.0
         assert learner.version == version + 1 and len(buffer) == 0
         assert math.isfinite(out["sil/loss"])
+
+
+def test_snapshot_and_restore_undo_admissions_takes_and_evictions(url):
+    """A resumed run puts the buffer back as its checkpoint saw it."""
+    with TrajectoryStore(url) as store:
+        buffer = filled(store, ReplayConfig(batch_size=2, trigger_factor=0.5))
+        snap = buffer.snapshot()
+        before = (buffer.recalibrated(), buffer.baseline())
+        buffer.take(random.Random(0))
+        buffer.evict(version=100)
+        assert len(buffer) == 0
+        buffer.restore(snap)
+        assert (buffer.recalibrated(), buffer.baseline()) == before
+        assert buffer.snapshot() == snap  # same rows in the same order
+
+
+def test_deleting_later_steps_removes_their_groups_and_buffer_rows(url):
+    with TrajectoryStore(url) as store:
+        buffer = filled(store, ReplayConfig())  # the groups of SPEC sit at steps 0, 1, 2
+        assert store.delete_groups(RUN, from_step=1) == 2
+        assert [store.load_group(g).step for g in store.groups(RUN)] == [0]
+        assert len(buffer) == 2  # v0's two entries; v1's three went with their group
+        assert buffer.baseline() == (0.5, 0.5)

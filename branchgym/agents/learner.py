@@ -112,6 +112,14 @@ class Learner:
         )
         self.version = 0
 
+    def state_dict(self) -> dict:
+        """The optimiser's state and the policy version (the weights are saved with the model)."""
+        return {"optimizer": self.optimizer.state_dict(), "version": self.version}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.version = state["version"]
+
     def set_lr(self, lr: float) -> None:
         for group in self.optimizer.param_groups:
             group["lr"] = lr

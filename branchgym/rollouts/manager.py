@@ -83,6 +83,15 @@ class RolloutManager:
         self._rng = random.Random(cfg.seed)
         self._history: dict[TaskRef, tuple[float, float]] = {}  # AEPO pre-monitoring
 
+    def state_dict(self) -> dict:
+        """What a resumed run needs to sample as the uninterrupted one would: the branching
+        coin's state and AEPO's per-task entropy history."""
+        return {"rng": self._rng.getstate(), "history": dict(self._history)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._rng.setstate(state["rng"])
+        self._history = dict(state["history"])
+
     def rollout(self, tasks: Sequence[TaskRef], step: int = 0, version: int = 0) -> list[Group]:
         """One tree per task, as one ``Group`` per task in the order given."""
         trees = [Tree(task) for task in tasks]

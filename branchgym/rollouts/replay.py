@@ -26,7 +26,7 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import selectinload
 
 from branchgym.rollouts.schema import BaselineRow, GroupRow, ReplayRow
@@ -131,6 +131,41 @@ class ReplayBuffer:
                 )
             )
         return result.rowcount
+
+    def snapshot(self) -> dict[str, list[tuple]]:
+        """The buffer's rows (entries and baselines), in order, for a checkpoint."""
+        entries = select(
+            ReplayRow.trajectory_id, ReplayRow.policy_version, ReplayRow.step, ReplayRow.ret
+        ).where(ReplayRow.run_id == self.run_id)
+        baselines = select(
+            BaselineRow.group_id, BaselineRow.step, BaselineRow.mean, BaselineRow.std
+        ).where(BaselineRow.run_id == self.run_id)
+        with self.store.sessions() as session:
+            return {
+                "entries": [tuple(r) for r in session.execute(entries.order_by(ReplayRow.id))],
+                "baselines": [
+                    tuple(r) for r in session.execute(baselines.order_by(BaselineRow.id))
+                ],
+            }
+
+    def restore(self, snapshot: dict[str, list[tuple]]) -> None:
+        """Make the buffer hold exactly ``snapshot``'s rows again, in one transaction (a
+        resumed run undoes what the steps after its checkpoint admitted, took or evicted)."""
+        with self.store.sessions.begin() as session:
+            session.execute(delete(ReplayRow).where(ReplayRow.run_id == self.run_id))
+            session.execute(delete(BaselineRow).where(BaselineRow.run_id == self.run_id))
+            entries = [
+                {"run_id": self.run_id, "trajectory_id": t, "policy_version": v}
+                | {"step": s, "ret": r}
+                for t, v, s, r in snapshot["entries"]
+            ]
+            baselines = [
+                {"run_id": self.run_id, "group_id": g, "step": s, "mean": m, "std": sd}
+                for g, s, m, sd in snapshot["baselines"]
+            ]
+            for table, rows in ((ReplayRow, entries), (BaselineRow, baselines)):
+                if rows:  # executemany in order: ids keep the snapshot's order
+                    session.execute(insert(table), rows)
 
     def baseline(self) -> tuple[float, float]:
         """``(b, s)``: the medians of the baseline table's group means and stds (0, 0 if empty)."""

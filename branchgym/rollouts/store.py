@@ -32,7 +32,7 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, func, insert, or_, select, text
+from sqlalchemy import Engine, create_engine, delete, event, func, insert, or_, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import selectinload, sessionmaker
@@ -252,6 +252,16 @@ class TrajectoryStore:
         """Write several groups, each in its own transaction, so one bad group loses only itself
         (the groups before it stay written, the exception propagates)."""
         return [self.write_group(run_id, g) for g in groups]
+
+    def delete_groups(self, run_id: str, from_step: int) -> int:
+        """Delete a run's groups of step ``from_step`` and later, with their segments,
+        trajectories, replay entries and baselines, in one transaction; returns how many.
+
+        A resumed run calls this to forget the steps it took after its checkpoint.
+        """
+        query = delete(GroupRow).where(GroupRow.run_id == run_id, GroupRow.step >= from_step)
+        with self._sessions.begin() as session:
+            return session.execute(query).rowcount
 
     def load_group(self, group_id: int) -> Group:
         """Rebuild the frozen ``Group``; log-probs / entropies come back at float32 precision."""

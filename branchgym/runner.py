@@ -1,0 +1,351 @@
+"""``branchgym train``: a fresh run, or ``--resume`` of one that was interrupted.
+
+A run folder holds everything a run needs to go on after a crash:
+
+- ``config.json``: the full typed config (read back strictly on resume);
+- ``tokenizer/``: the tokenizer trained for the run;
+- ``checkpoint.json`` and ``ckpt-NNNNNN/``: the weights, optimiser, RNG states, policy version
+  and replay buffer after the last checkpointed step (``branchgym.checkpoint``);
+- ``trajectories.db`` (unless ``--db``), ``metrics.jsonl``, ``tb/``, and at the end
+  ``policy/``, ``summary.json`` and ``plots/``.
+
+Resuming restores the checkpoint and forgets what the steps after it wrote (their groups in the
+store, their replay-buffer changes, their metric rows), then runs them again. Every random
+stream is restored too, so a resumed run takes the same steps as one that was never
+interrupted. Without a checkpoint (killed during SFT) the recipe starts over in the same folder.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+from rich.console import Console
+
+from branchgym import checkpoint, envs
+from branchgym.agents.hf import HFPolicy
+from branchgym.agents.learner import Learner, samples_from_groups
+from branchgym.agents.model import n_params
+from branchgym.agents.protocol import TurnCodec, turn_format
+from branchgym.config import TrainConfig
+from branchgym.configio import apply_overrides
+from branchgym.envs.wrappers import RestateInstruction
+from branchgym.rollouts.manager import RolloutManager
+from branchgym.rollouts.replay import ReplayBuffer
+from branchgym.rollouts.store import StoreError, TrajectoryStore
+from branchgym.runlog import RunLog
+from branchgym.tasks.suite import task_refs
+from branchgym.train import (
+    SEED_RANGE,
+    EvalResult,
+    build_policy_model,
+    evaluate_policy,
+    expert_demos,
+    progress_bars,
+    rollout_metrics,
+    run_sft,
+    sil_step,
+    with_advantages,
+)
+
+CONFIG = "config.json"
+TOKENIZER = "tokenizer"
+SUMMARY = "summary.json"
+
+
+class ResumeError(RuntimeError):
+    """A run that cannot be resumed; the message says why and what to do."""
+
+
+def env_factory(cfg: TrainConfig) -> Callable:
+    def make_env():
+        env = envs.make(cfg.env_id, **cfg.env_kwargs)
+        return RestateInstruction(env) if cfg.restate_instruction else env
+
+    return make_env
+
+
+def train(cfg: TrainConfig, console: Console | None = None) -> dict:
+    """Run the whole recipe in a new run folder; returns the summary (also ``summary.json``)."""
+    console = console or Console()
+    _seed(cfg)
+    model, tokenizer = build_policy_model(cfg, env_factory(cfg))  # before the folder: fail fast
+    run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-seed{cfg.seed}"
+    run_dir = Path(cfg.out_dir) / run_id
+    run_dir.mkdir(parents=True, exist_ok=True)
+    store = _open_store(cfg, run_id, run_dir)
+    (run_dir / CONFIG).write_text(json.dumps(_jsonable(cfg), indent=2))
+    tokenizer.save_pretrained(run_dir / TOKENIZER)
+    return _Run(cfg, run_dir, store, model, tokenizer, console).go(None)
+
+
+def resume(run: str | Path, out_dir: str = "runs", console: Console | None = None) -> dict:
+    """Continue an interrupted run from its last checkpoint. ``run`` is a run folder, or a
+    run id under ``out_dir``.
+
+    Raises:
+        ResumeError: no such run, a run that finished, or a config that no longer loads.
+    """
+    console = console or Console()
+    run_dir = find_run(run, out_dir)
+    if (run_dir / SUMMARY).exists():
+        raise ResumeError(f"run {run_dir} finished (it has {SUMMARY}); there is nothing to resume")
+    cfg = load_run_config(run_dir)
+    ckpt = checkpoint.latest(run_dir)
+    if ckpt is None:  # killed before the first checkpoint: start the recipe over, in place
+        _seed(cfg)
+        model, tokenizer = build_policy_model(cfg, env_factory(cfg))
+        tokenizer.save_pretrained(run_dir / TOKENIZER)
+    else:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        torch.set_num_threads(cfg.threads)
+        model = AutoModelForCausalLM.from_pretrained(ckpt.path)
+        tokenizer = AutoTokenizer.from_pretrained(run_dir / TOKENIZER)
+    store = _open_store(cfg, run_dir.name, run_dir)
+    where = "the start" if ckpt is None else f"RL step {ckpt.step}"
+    console.print(f"resuming run {run_dir.name} from {where}")
+    return _Run(cfg, run_dir, store, model, tokenizer, console).go(ckpt)
+
+
+def find_run(run: str | Path, out_dir: str = "runs") -> Path:
+    """The folder of ``run``: a path to a run folder, or a run id under ``out_dir``."""
+    for candidate in (Path(run), Path(out_dir) / str(run)):
+        if (candidate / CONFIG).is_file():
+            return candidate
+    raise ResumeError(
+        f"no run {str(run)!r}: give a run folder (one holding {CONFIG}) or a run id under "
+        f"{out_dir!r} (--out)"
+    )
+
+
+def load_run_config(run_dir: Path) -> TrainConfig:
+    try:
+        data = json.loads((run_dir / CONFIG).read_text())
+        return apply_overrides(TrainConfig(), data)
+    except (OSError, ValueError) as exc:  # ConfigError and JSONDecodeError are ValueErrors
+        raise ResumeError(f"cannot read the run's config {run_dir / CONFIG}: {exc}") from exc
+
+
+def _seed(cfg: TrainConfig) -> None:
+    torch.manual_seed(cfg.seed)
+    torch.set_num_threads(cfg.threads)
+
+
+class _Run:
+    """One run's parts, wired together; ``go`` runs (or finishes) the recipe."""
+
+    def __init__(self, cfg, run_dir: Path, store: TrajectoryStore, model, tokenizer, console):
+        self.cfg, self.run_dir, self.store, self.console = cfg, run_dir, store, console
+        self.run_id = run_dir.name
+        self.model, self.tokenizer = model, tokenizer
+        self.codec = TurnCodec(tokenizer, turn_format(tokenizer, cfg.chat_template))
+        pad_id = tokenizer.pad_token_id
+        self.make_env = env_factory(cfg)
+        self.policy = HFPolicy(model, tokenizer, pad_id, seed=cfg.seed)
+        self.learner = Learner(model, pad_id, cfg.learner, temperature=cfg.rollout.temperature)
+        self.manager = RolloutManager(self.make_env, self.policy, self.codec, cfg.rollout)
+        self.buffer = ReplayBuffer(store, self.run_id, cfg.replay) if cfg.rl.sil else None
+        self.rng = random.Random(cfg.seed)  # tasks, minibatch order, replay sampling
+        self.t_start = time.time()
+        self.sft: dict[str, EvalResult] = {}
+
+    def go(self, ckpt: checkpoint.Checkpoint | None) -> dict:
+        start = 0 if ckpt is None else ckpt.step
+        if ckpt is not None:
+            self._restore(ckpt.state)
+        self.store.delete_groups(self.run_id, start)  # steps taken after the checkpoint
+        self.console.print(
+            f"run {self.run_id}: model {n_params(self.model) / 1e6:.2f}M params, "
+            f"vocab {len(self.tokenizer)}"
+        )
+        try:
+            with (
+                progress_bars(self.console) as bar,
+                RunLog(self.run_dir, self.run_id, _jsonable(self.cfg), start) as log,
+            ):
+                if ckpt is None:
+                    self._sft(bar)
+                self._rl(start, bar, log)
+                rl = self._evaluate()
+        except KeyboardInterrupt:
+            self.console.print(
+                f"[yellow]interrupted; continue with: branchgym train --resume {self.run_dir}"
+            )
+            raise
+        finally:
+            self.store.close()
+        return self._finish(rl)
+
+    # -- phases
+
+    def _sft(self, bar) -> None:
+        cfg = self.cfg
+        demo_tasks = task_refs(cfg.env_id, "train", cfg.sft.demos, start=cfg.seed * cfg.sft.demos)
+        demos = expert_demos(self.make_env, demo_tasks, self.codec, cfg.sft.noise, cfg.seed)
+        run_sft(self.learner, demos, cfg, bar)
+        self.sft = self._evaluate()
+        self.console.print(f"SFT policy: held-out success {_line(self.sft)}")
+        self._checkpoint(0)
+
+    def _rl(self, start: int, bar, log: RunLog) -> None:
+        cfg = self.cfg
+        task_bar = bar.add_task(cfg.rollout.algo.upper(), total=cfg.rl.steps, info="")
+        bar.update(task_bar, completed=start)
+        for step in range(start, cfg.rl.steps):
+            row = self._rl_step(step)
+            log.write(row)
+            info = f"success {row['success']:.2f} signal {row['signal_groups']}"
+            bar.update(task_bar, advance=1, info=info)
+            if (step + 1) % 10 == 0:  # a log line too: bars stay blank in a log file
+                bar.console.print(
+                    f"{cfg.rollout.algo.upper()} step {step + 1}: training success "
+                    f"{row['success']:.2f}, {row['signal_groups']}/{row['groups']} groups with "
+                    f"signal, {row['seconds']:.1f} s"
+                )
+            if (step + 1) % cfg.rl.checkpoint_every == 0 or step + 1 == cfg.rl.steps:
+                self._checkpoint(step + 1)
+
+    def _rl_step(self, step: int) -> dict:
+        """Roll out, store, update (and replay): one RL step; returns its metrics row."""
+        cfg, t0 = self.cfg, time.time()
+        tasks = [
+            task_refs(cfg.env_id, "train", 1, start=self.rng.randrange(SEED_RANGE))[0]
+            for _ in range(cfg.rl.tasks_per_step)
+        ]
+        groups = [
+            with_advantages(g, cfg.rl.std_normalize)
+            for g in self.manager.rollout(tasks, step=step, version=self.learner.version)
+        ]
+        group_ids = self.store.write_groups(self.run_id, groups)
+        useful = [g for g in groups if len(set(g.returns)) > 1 or not cfg.rl.drop_uniform_groups]
+        samples = samples_from_groups(useful, cfg.rl.attribution)
+        metrics = self.learner.rl_step(samples, self.rng) if useful else {}
+        if self.buffer is not None:
+            self.buffer.admit(group_ids)
+            metrics |= sil_step(self.learner, self.buffer, step, cfg, self.rng)
+            replayed = metrics["sil/replayed"]
+            metrics["sil/share"] = replayed / max(replayed + len(samples), 1.0)
+        self.policy.reset_cache()
+        n_trajs = sum(len(g.trajectories) for g in groups)
+        success = sum(t.won for g in groups for t in g.trajectories) / n_trajs
+        row = {"step": step, "success": success, "groups": len(groups)}
+        row |= {"signal_groups": len(useful), **metrics, **rollout_metrics(groups)}
+        return row | {"seconds": time.time() - t0}
+
+    def _evaluate(self) -> dict[str, EvalResult]:
+        return evaluate_policy(self.make_env, self.policy, self.codec, self.cfg)
+
+    # -- checkpoints
+
+    def _checkpoint(self, step: int) -> None:
+        state = {
+            "learner": self.learner.state_dict(),
+            "manager": self.manager.state_dict(),
+            "rng": self.rng.getstate(),
+            "torch_rng": torch.get_rng_state(),
+            "sampler_rng": self.policy.generator.get_state(),
+            "replay": self.buffer.snapshot() if self.buffer is not None else None,
+            "sft": {k: asdict(v) for k, v in self.sft.items()},
+            "elapsed": time.time() - self.t_start,
+        }
+        checkpoint.save(self.run_dir, step, self.model, state)
+
+    def _restore(self, state: dict) -> None:
+        self.learner.load_state_dict(state["learner"])
+        self.manager.load_state_dict(state["manager"])
+        self.rng.setstate(state["rng"])
+        torch.set_rng_state(state["torch_rng"])
+        self.policy.generator.set_state(state["sampler_rng"])
+        if self.buffer is not None:
+            self.buffer.restore(state["replay"] or {"entries": [], "baselines": []})
+        self.sft = {k: EvalResult(**v) for k, v in state["sft"].items()}
+        self.t_start = time.time() - state["elapsed"]
+
+    # -- the end
+
+    def _finish(self, rl: dict[str, EvalResult]) -> dict:
+        self.model.save_pretrained(self.run_dir / "policy")
+        self.tokenizer.save_pretrained(self.run_dir / "policy")
+        summary = _summary(self.cfg, self.sft, rl, self.t_start)
+        (self.run_dir / SUMMARY).write_text(json.dumps(summary, indent=2))
+        from branchgym.plots import plot_run
+
+        plot_run(self.run_dir, window=max(1, self.cfg.rl.steps // 20))
+        _print_table(self.console, self.sft, rl, self.cfg, self.run_dir)
+        return summary
+
+
+def _open_store(cfg: TrainConfig, run_id: str, run_dir: Path) -> TrajectoryStore:
+    """Open the store before any training, so a bad ``--db`` fails in seconds, leaving nothing."""
+    try:
+        store = TrajectoryStore(cfg.db or f"sqlite:///{run_dir / 'trajectories.db'}")
+    except StoreError:
+        if not any(run_dir.iterdir()):
+            run_dir.rmdir()
+        raise
+    store.create_run(run_id, _jsonable(cfg))
+    return store
+
+
+def _line(results: dict[str, EvalResult]) -> str:
+    return ", ".join(f"{k} {r.success:.3f} ± {r.stderr:.3f}" for k, r in results.items())
+
+
+def _summary(cfg: TrainConfig, sft: dict, rl: dict, t_start: float) -> dict:
+    """``sft_success`` / ``rl_success`` are the sampled (headline) evaluation."""
+    out = {
+        "env_id": cfg.env_id,
+        "sft_success": sft["sampled"].success,
+        "sft_stderr": sft["sampled"].stderr,
+        "rl_success": rl["sampled"].success,
+        "rl_stderr": rl["sampled"].stderr,
+        "heldout_episodes": rl["sampled"].episodes,
+        "eval_temperature": cfg.eval.temperature,
+        "seed": cfg.seed,
+        "minutes": (time.time() - t_start) / 60,
+    }
+    if "greedy" in rl:
+        out |= {
+            "sft_greedy_success": sft["greedy"].success,
+            "sft_greedy_stderr": sft["greedy"].stderr,
+            "rl_greedy_success": rl["greedy"].success,
+            "rl_greedy_stderr": rl["greedy"].stderr,
+        }
+    return out | {"sft": _asdicts(sft), "rl": _asdicts(rl)}
+
+
+def _asdicts(results: dict[str, EvalResult]) -> dict:
+    return {k: asdict(r) for k, r in results.items()}
+
+
+def _print_table(console: Console, sft: dict, rl: dict, cfg: TrainConfig, run_dir: Path) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"held-out evaluation ({cfg.eval.episodes} episodes each)")
+    for col in ("policy", "decoding", "success ± stderr", "mean turns", "mean entropy"):
+        table.add_column(col)
+    for name, results in (("SFT", sft), (f"SFT + {cfg.rollout.algo.upper()}", rl)):
+        for kind, r in results.items():
+            decoding = "greedy" if kind == "greedy" else f"sampled, T={cfg.eval.temperature}"
+            table.add_row(
+                name,
+                decoding,
+                f"{r.success:.3f} ± {r.stderr:.3f}",
+                f"{r.mean_turns:.2f}",
+                f"{r.mean_entropy:.3f}",
+            )
+    console.print(table)
+    console.print(f"run folder: {run_dir}")
+
+
+def _jsonable(cfg: TrainConfig) -> dict:
+    return json.loads(json.dumps(asdict(cfg), default=str))
+
+
+__all__ = ["ResumeError", "env_factory", "find_run", "load_run_config", "resume", "train"]
