@@ -10,6 +10,7 @@ from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from branchgym.agents.learner import LearnerConfig
+from branchgym.agents.lora import LoRAConfig
 from branchgym.agents.model import TinyModelConfig
 from branchgym.rollouts.manager import RolloutConfig
 from branchgym.rollouts.replay import ReplayConfig
@@ -76,6 +77,7 @@ class TrainConfig:
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
     replay: ReplayConfig = field(default_factory=ReplayConfig)
     learner: LearnerConfig = field(default_factory=LearnerConfig)
+    lora: LoRAConfig = field(default_factory=LoRAConfig)  # rank 0: full fine-tuning
     eval: EvalConfig = field(default_factory=EvalConfig)
 
 

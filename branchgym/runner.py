@@ -30,6 +30,7 @@ from rich.console import Console
 from branchgym import checkpoint, envs
 from branchgym.agents.hf import HFPolicy
 from branchgym.agents.learner import Learner, samples_from_groups
+from branchgym.agents.lora import is_lora, load_lora, with_lora
 from branchgym.agents.model import n_params
 from branchgym.agents.protocol import TurnCodec, turn_format
 from branchgym.config import TrainConfig
@@ -56,6 +57,7 @@ from branchgym.train import (
 CONFIG = "config.json"
 TOKENIZER = "tokenizer"
 SUMMARY = "summary.json"
+BASE = "base"  # with LoRA: the frozen base model, saved once
 
 
 class ResumeError(RuntimeError):
@@ -81,6 +83,7 @@ def train(cfg: TrainConfig, console: Console | None = None) -> dict:
     store = _open_store(cfg, run_id, run_dir)
     (run_dir / CONFIG).write_text(json.dumps(_jsonable(cfg), indent=2))
     tokenizer.save_pretrained(run_dir / TOKENIZER)
+    model = _adapt(cfg, model, run_dir)
     return _Run(cfg, run_dir, store, model, tokenizer, console).go(None)
 
 
@@ -101,11 +104,15 @@ def resume(run: str | Path, out_dir: str = "runs", console: Console | None = Non
         _seed(cfg)
         model, tokenizer = build_policy_model(cfg, env_factory(cfg))
         tokenizer.save_pretrained(run_dir / TOKENIZER)
+        model = _adapt(cfg, model, run_dir)
     else:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         torch.set_num_threads(cfg.threads)
-        model = AutoModelForCausalLM.from_pretrained(ckpt.path)
+        if cfg.lora.rank:
+            model = load_lora(AutoModelForCausalLM.from_pretrained(run_dir / BASE), ckpt.path)
+        else:
+            model = AutoModelForCausalLM.from_pretrained(ckpt.path)
         tokenizer = AutoTokenizer.from_pretrained(run_dir / TOKENIZER)
     store = _open_store(cfg, run_dir.name, run_dir)
     where = "the start" if ckpt is None else f"RL step {ckpt.step}"
@@ -130,6 +137,14 @@ def load_run_config(run_dir: Path) -> TrainConfig:
         return apply_overrides(TrainConfig(), data)
     except (OSError, ValueError) as exc:  # ConfigError and JSONDecodeError are ValueErrors
         raise ResumeError(f"cannot read the run's config {run_dir / CONFIG}: {exc}") from exc
+
+
+def _adapt(cfg: TrainConfig, model, run_dir: Path):
+    """With ``cfg.lora.rank``: keep the frozen base in the run folder, add fresh adapters."""
+    if not cfg.lora.rank:
+        return model
+    model.save_pretrained(run_dir / BASE)
+    return with_lora(model, cfg.lora)
 
 
 def _seed(cfg: TrainConfig) -> None:
@@ -270,7 +285,11 @@ class _Run:
     # -- the end
 
     def _finish(self, rl: dict[str, EvalResult]) -> dict:
-        self.model.save_pretrained(self.run_dir / "policy")
+        model = self.model
+        if is_lora(model):  # the adapters alone, and the merged model as the policy
+            model.save_pretrained(self.run_dir / "adapter")
+            model = model.merge_and_unload()
+        model.save_pretrained(self.run_dir / "policy")
         self.tokenizer.save_pretrained(self.run_dir / "policy")
         summary = _summary(self.cfg, self.sft, rl, self.t_start)
         (self.run_dir / SUMMARY).write_text(json.dumps(summary, indent=2))

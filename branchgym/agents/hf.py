@@ -22,6 +22,7 @@ from torch.utils.checkpoint import checkpoint
 from transformers import PreTrainedModel
 from transformers.cache_utils import DynamicCache
 
+from branchgym.agents.lora import decoder
 from branchgym.agents.policy import Generation, GenerationRequest
 from branchgym.agents.protocol import TokenizerLike
 
@@ -275,9 +276,10 @@ def sequence_logprobs(
     The output head runs on ``chunk`` positions at a time, under activation checkpointing
     when gradients are on, so peak memory grows with ``chunk * vocab``, not ``T * vocab``.
     """
-    hidden = model.model(input_ids=ids, attention_mask=mask).last_hidden_state[:, :-1]
+    lm = decoder(model)  # through LoRA adapters, if any
+    hidden = lm.model(input_ids=ids, attention_mask=mask).last_hidden_state[:, :-1]
     targets = ids[:, 1:]
-    head = model.get_output_embeddings()
+    head = lm.get_output_embeddings()
     parts = []
     for start in range(0, hidden.shape[1], chunk):
         h, t = hidden[:, start : start + chunk], targets[:, start : start + chunk]

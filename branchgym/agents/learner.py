@@ -107,9 +107,8 @@ class Learner:
         self.temperature = temperature
         self.pad_id = pad_id
         self.cfg = cfg
-        self.optimizer = torch.optim.AdamW(
-            model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay
-        )
+        trainable = [p for p in model.parameters() if p.requires_grad]  # LoRA: adapters only
+        self.optimizer = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.version = 0
 
     def state_dict(self) -> dict:
