@@ -40,6 +40,7 @@ class RLConfig:
     sil_coef: float = 1.0  # c in the SIL weight w(t) = c (1 - cos(pi t / T)) / 2, then c
     sil_warmup: int = 200  # T
     checkpoint_every: int = 10  # RL steps between checkpoints (and after SFT, and at the end)
+    token_budget: int = 0  # > 0: stop RL once this many tokens were generated (steps is a cap)
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,7 @@ from branchgym.envs.wrappers import RestateInstruction
 from branchgym.rollouts.manager import RolloutManager
 from branchgym.rollouts.replay import ReplayBuffer
 from branchgym.rollouts.store import StoreError, TrajectoryStore
-from branchgym.runlog import RunLog
+from branchgym.runlog import RunLog, read_rows
 from branchgym.tasks.suite import task_refs
 from branchgym.train import (
     SEED_RANGE,
@@ -201,29 +201,41 @@ class _Run:
 
     def _sft(self, bar) -> None:
         cfg = self.cfg
-        demo_tasks = task_refs(cfg.env_id, "train", cfg.sft.demos, start=cfg.seed * cfg.sft.demos)
-        demos = expert_demos(self.make_env, demo_tasks, self.codec, cfg.sft.noise, cfg.seed)
-        run_sft(self.learner, demos, cfg, bar)
+        if cfg.sft.epochs > 0:  # 0: the model is warm already (--model), evaluate it as it is
+            start = cfg.seed * cfg.sft.demos
+            demo_tasks = task_refs(cfg.env_id, "train", cfg.sft.demos, start=start)
+            demos = expert_demos(self.make_env, demo_tasks, self.codec, cfg.sft.noise, cfg.seed)
+            run_sft(self.learner, demos, cfg, bar)
         self.sft = self._evaluate()
         self.console.print(f"SFT policy: held-out success {_line(self.sft)}")
         self._checkpoint(0)
 
     def _rl(self, start: int, bar, log: RunLog) -> None:
+        """RL steps from ``start`` until ``rl.steps``, or until ``rl.token_budget`` tokens were
+        generated (counting the steps before ``start``, from the log)."""
         cfg = self.cfg
-        task_bar = bar.add_task(cfg.rollout.algo.upper(), total=cfg.rl.steps, info="")
-        bar.update(task_bar, completed=start)
+        budget = cfg.rl.token_budget
+        spent = sum(r.get("rollout/tokens_generated", 0) for r in read_rows(self.run_dir))
+        total, done = (budget, spent) if budget else (cfg.rl.steps, start)
+        task_bar = bar.add_task(cfg.rollout.algo.upper(), total=total, info="")
+        bar.update(task_bar, completed=done)
         for step in range(start, cfg.rl.steps):
+            if budget and spent >= budget:
+                break
             row = self._rl_step(step)
             log.write(row)
+            spent += row["rollout/tokens_generated"]
             info = f"success {row['success']:.2f} signal {row['signal_groups']}"
-            bar.update(task_bar, advance=1, info=info)
+            advance = row["rollout/tokens_generated"] if budget else 1
+            bar.update(task_bar, advance=advance, info=info)
             if (step + 1) % 10 == 0:  # a log line too: bars stay blank in a log file
                 bar.console.print(
                     f"{cfg.rollout.algo.upper()} step {step + 1}: training success "
                     f"{row['success']:.2f}, {row['signal_groups']}/{row['groups']} groups with "
                     f"signal, {row['seconds']:.1f} s"
                 )
-            if (step + 1) % cfg.rl.checkpoint_every == 0 or step + 1 == cfg.rl.steps:
+            last = step + 1 == cfg.rl.steps or (budget and spent >= budget)
+            if (step + 1) % cfg.rl.checkpoint_every == 0 or last:
                 self._checkpoint(step + 1)
 
     def _rl_step(self, step: int) -> dict:

@@ -47,6 +47,7 @@ class EvalResult:
     episodes: int
     mean_turns: float
     mean_entropy: float
+    tool_calls_per_success: float | None = None  # mean tool calls of the won episodes
 
 
 def env_corpus(make_env: Callable, n_episodes: int, seed: int) -> list[str]:
@@ -157,12 +158,14 @@ def evaluate(manager: RolloutManager, tasks: Sequence[TaskRef], batch: int) -> E
     wins = [float(t.won) for _, t in trajs]
     p = sum(wins) / len(wins)
     ents = [e for g, t in trajs for s in g.path(t) for e in s.entropies]
+    won_calls = [t.tool_calls for _, t in trajs if t.won]
     return EvalResult(
         success=p,
         stderr=math.sqrt(p * (1 - p) / len(wins)),
         episodes=len(wins),
         mean_turns=sum(t.n_turns for _, t in trajs) / len(trajs),
         mean_entropy=sum(ents) / max(len(ents), 1),
+        tool_calls_per_success=sum(won_calls) / len(won_calls) if won_calls else None,
     )
 
 
