@@ -69,6 +69,7 @@ def train(
     from branchgym.agents.model import ModelLoadError
     from branchgym.agents.protocol import TemplateError
     from branchgym.checkpoint import CheckpointError
+    from branchgym.configio import ConfigError
     from branchgym.rollouts.store import StoreError
     from branchgym.runner import ResumeError
     from branchgym.runner import resume as resume_run
@@ -103,6 +104,8 @@ def train(
         raise typer.BadParameter(str(exc), param_hint="--model") from exc
     except (ResumeError, CheckpointError) as exc:
         raise typer.BadParameter(str(exc), param_hint="--resume") from exc
+    except ConfigError as exc:  # a value out of range, from the preset, file or flags
+        raise typer.BadParameter(str(exc)) from exc
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
 

@@ -6,12 +6,14 @@ command-line flags override the preset.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from branchgym.agents.learner import LearnerConfig
 from branchgym.agents.lora import LoRAConfig
 from branchgym.agents.model import TinyModelConfig
+from branchgym.configio import ConfigError
 from branchgym.rollouts.manager import RolloutConfig
 from branchgym.rollouts.replay import ReplayConfig
 
@@ -80,6 +82,72 @@ class TrainConfig:
     learner: LearnerConfig = field(default_factory=LearnerConfig)
     lora: LoRAConfig = field(default_factory=LoRAConfig)  # rank 0: full fine-tuning
     eval: EvalConfig = field(default_factory=EvalConfig)
+
+
+# (key path, test, what it must be): the values a run cannot start with
+_POSITIVE = ">= 1"
+_NON_NEGATIVE = ">= 0"
+_RULES: tuple[tuple[str, str], ...] = (
+    ("seed", _NON_NEGATIVE),
+    ("threads", _POSITIVE),
+    ("vocab_size", _POSITIVE),
+    ("sft.demos", _NON_NEGATIVE),
+    ("sft.epochs", _NON_NEGATIVE),
+    ("sft.batch_size", _POSITIVE),
+    ("rl.steps", _NON_NEGATIVE),
+    ("rl.tasks_per_step", _POSITIVE),
+    ("rl.checkpoint_every", _POSITIVE),
+    ("rl.token_budget", _NON_NEGATIVE),
+    ("rollout.samples_per_task", _POSITIVE),
+    ("rollout.max_turns", _POSITIVE),
+    ("rollout.max_action_tokens", _POSITIVE),
+    ("rollout.max_total_tokens", _POSITIVE),
+    ("rollout.env_workers", _POSITIVE),
+    ("rollout.arpo.budget", _POSITIVE),
+    ("rollout.arpo.initial", _POSITIVE),
+    ("rollout.aepo.budget", _POSITIVE),
+    ("learner.minibatch_size", _POSITIVE),
+    ("learner.micro_batch_size", _POSITIVE),
+    ("learner.ppo_epochs", _POSITIVE),
+    ("replay.batch_size", _POSITIVE),
+    ("lora.rank", _NON_NEGATIVE),
+    ("eval.episodes", _POSITIVE),
+    ("eval.batch_size", _POSITIVE),
+)
+_FLOATS: tuple[tuple[str, float, float], ...] = (  # (key path, low, high), inclusive
+    ("sft.lr", 0.0, math.inf),
+    ("sft.noise", 0.0, 1.0),
+    ("learner.lr", 0.0, math.inf),
+    ("learner.eps_low", 0.0, 1.0),
+    ("learner.eps_high", 0.0, math.inf),
+    ("rollout.temperature", 1e-6, math.inf),  # RL scores tokens under it: it must be > 0
+    ("rollout.env_timeout", 1e-3, math.inf),
+    ("eval.temperature", 0.0, math.inf),
+)
+
+
+def validate(cfg: TrainConfig) -> TrainConfig:
+    """``cfg`` if a run can start with it; else ``ConfigError`` naming the key and the range."""
+    for path, rule in _RULES:
+        value = _get(cfg, path)
+        if value < (1 if rule == _POSITIVE else 0):
+            raise ConfigError(f"{path}: must be {rule}, got {value}")
+    for path, low, high in _FLOATS:
+        value = _get(cfg, path)
+        if not low <= value <= high:  # also catches NaN
+            raise ConfigError(f"{path}: must be in [{low}, {high}], got {value}")
+    if cfg.rollout.arpo.initial > cfg.rollout.arpo.budget:
+        raise ConfigError(
+            f"rollout.arpo.initial ({cfg.rollout.arpo.initial}) exceeds rollout.arpo.budget "
+            f"({cfg.rollout.arpo.budget}): the full samples are part of the budget"
+        )
+    return cfg
+
+
+def _get(cfg, path: str):
+    for key in path.split("."):
+        cfg = getattr(cfg, key)
+    return cfg
 
 
 def _quickstart() -> TrainConfig:

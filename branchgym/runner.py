@@ -33,7 +33,7 @@ from branchgym.agents.learner import Learner, samples_from_groups
 from branchgym.agents.lora import is_lora, load_lora, with_lora
 from branchgym.agents.model import n_params
 from branchgym.agents.protocol import TurnCodec, turn_format
-from branchgym.config import TrainConfig
+from branchgym.config import TrainConfig, validate
 from branchgym.configio import apply_overrides
 from branchgym.envs.wrappers import RestateInstruction
 from branchgym.rollouts.manager import RolloutManager
@@ -75,6 +75,7 @@ def env_factory(cfg: TrainConfig) -> Callable:
 def train(cfg: TrainConfig, console: Console | None = None) -> dict:
     """Run the whole recipe in a new run folder; returns the summary (also ``summary.json``)."""
     console = console or Console()
+    validate(cfg)
     _seed(cfg)
     model, tokenizer = build_policy_model(cfg, env_factory(cfg))  # before the folder: fail fast
     run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-seed{cfg.seed}"

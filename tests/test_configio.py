@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from branchgym.config import PRESETS, TrainConfig, preset
+from branchgym.config import PRESETS, TrainConfig, preset, validate
 from branchgym.configio import ConfigError, apply_overrides, read_mapping, to_toml
 
 
@@ -100,7 +100,7 @@ def _load(path) -> TrainConfig | None:
     try:
         data = read_mapping(path)
         data.pop("preset", None)
-        return apply_overrides(preset("smoke"), data)
+        return validate(apply_overrides(preset("smoke"), data))
     except ConfigError:
         return None
 
@@ -133,3 +133,25 @@ def test_fuzz_well_formed_files_with_arbitrary_values(tmp_path_factory, data):
     path.write_text(json.dumps(data))
     cfg = _load(path)
     assert cfg is None or isinstance(cfg, TrainConfig)
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"rl": {"steps": -1}}, "rl.steps: must be >= 0, got -1"),
+        ({"rollout": {"samples_per_task": 0}}, "rollout.samples_per_task: must be >= 1, got 0"),
+        ({"learner": {"lr": -0.1}}, "learner.lr: must be in [0.0, inf], got -0.1"),
+        ({"rollout": {"temperature": 0.0}}, "rollout.temperature: must be in [1e-06, inf]"),
+        ({"sft": {"noise": float("nan")}}, "sft.noise: must be in [0.0, 1.0], got nan"),
+        ({"rollout": {"arpo": {"initial": 9, "budget": 4}}}, "exceeds rollout.arpo.budget (4)"),
+    ],
+)
+def test_values_a_run_cannot_start_with_are_named(data, message):
+    with pytest.raises(ConfigError) as err:
+        validate(apply_overrides(TrainConfig(), data))
+    assert message in str(err.value)
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_every_preset_is_valid(name):
+    assert validate(preset(name)) == preset(name)
