@@ -41,6 +41,8 @@ class RLConfig:
     sil: bool = False  # SPEAR self-imitation: replay stored positive-advantage trajectories
     sil_coef: float = 1.0  # c in the SIL weight w(t) = c (1 - cos(pi t / T)) / 2, then c
     sil_warmup: int = 200  # T
+    sil_mode: Literal["separate", "mixed"] = "separate"  # own PPO step, or in the step's batch
+    tool_bonus_horizon: int = 0  # SPEAR's tool-call reward mu(t) min(1, 0.1 n) until T; 0: off
     checkpoint_every: int = 10  # RL steps between checkpoints (and after SFT, and at the end)
     token_budget: int = 0  # > 0: stop RL once this many tokens were generated (steps is a cap)
 

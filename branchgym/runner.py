@@ -17,6 +17,7 @@ interrupted. Without a checkpoint (killed during SFT) the recipe starts over in 
 
 from __future__ import annotations
 
+import copy
 import json
 import random
 import time
@@ -31,6 +32,7 @@ from branchgym import checkpoint, envs
 from branchgym.agents.hf import HFPolicy
 from branchgym.agents.learner import Learner, samples_from_groups
 from branchgym.agents.lora import is_lora, load_lora, with_lora
+from branchgym.agents.losses import tool_call_bonus
 from branchgym.agents.model import n_params
 from branchgym.agents.protocol import TurnCodec, turn_format
 from branchgym.config import TrainConfig, validate
@@ -48,9 +50,9 @@ from branchgym.train import (
     evaluate_policy,
     expert_demos,
     progress_bars,
+    replay_samples,
     rollout_metrics,
     run_sft,
-    sil_step,
     with_advantages,
 )
 
@@ -58,6 +60,7 @@ CONFIG = "config.json"
 TOKENIZER = "tokenizer"
 SUMMARY = "summary.json"
 BASE = "base"  # with LoRA: the frozen base model, saved once
+REFERENCE = "reference"  # with learner.kl_coef: the policy RL started from
 
 
 class ResumeError(RuntimeError):
@@ -140,6 +143,10 @@ def load_run_config(run_dir: Path) -> TrainConfig:
         raise ResumeError(f"cannot read the run's config {run_dir / CONFIG}: {exc}") from exc
 
 
+def _has_signal(group) -> bool:
+    return any(t.advantage != 0 for t in group.trajectories)
+
+
 def _adapt(cfg: TrainConfig, model, run_dir: Path):
     """With ``cfg.lora.rank``: keep the frozen base in the run folder, add fresh adapters."""
     if not cfg.lora.rank:
@@ -209,6 +216,12 @@ class _Run:
             run_sft(self.learner, demos, cfg, bar)
         self.sft = self._evaluate()
         self.console.print(f"SFT policy: held-out success {_line(self.sft)}")
+        if cfg.learner.kl_coef:  # the KL term's anchor, kept for resumed runs
+            reference = copy.deepcopy(self.model)
+            if is_lora(reference):
+                reference = reference.merge_and_unload()
+            reference.save_pretrained(self.run_dir / REFERENCE)
+            self.learner.set_reference(reference)
         self._checkpoint(0)
 
     def _rl(self, start: int, bar, log: RunLog) -> None:
@@ -246,25 +259,41 @@ class _Run:
             task_refs(cfg.env_id, "train", 1, start=self.rng.randrange(SEED_RANGE))[0]
             for _ in range(cfg.rl.tasks_per_step)
         ]
-        groups = [
-            with_advantages(g, cfg.rl.std_normalize)
-            for g in self.manager.rollout(tasks, step=step, version=self.learner.version)
-        ]
+        bonus = None
+        if cfg.rl.tool_bonus_horizon:
+
+            def bonus(t):
+                return tool_call_bonus(t.tool_calls, step, cfg.rl.tool_bonus_horizon)
+
+        rollouts = self.manager.rollout(tasks, step=step, version=self.learner.version)
+        groups = [with_advantages(g, cfg.rl.std_normalize, bonus) for g in rollouts]
         group_ids = self.store.write_groups(self.run_id, groups)
-        useful = [g for g in groups if len(set(g.returns)) > 1 or not cfg.rl.drop_uniform_groups]
+        useful = [g for g in groups if _has_signal(g) or not cfg.rl.drop_uniform_groups]
         samples = samples_from_groups(useful, cfg.rl.attribution)
-        metrics = self.learner.rl_step(samples, self.rng) if useful else {}
+        metrics, replayed = {}, []
+        mixed = self.buffer is not None and cfg.rl.sil_mode == "mixed"
+        if mixed:  # replayed samples join this step's minibatches
+            replayed, metrics = self._replay(group_ids, step)
+        if samples or replayed:
+            metrics |= self.learner.rl_step(samples + replayed, self.rng)
+        if self.buffer is not None and not mixed:  # SPEAR's own step, after the RL step
+            replayed, sil = self._replay(group_ids, step)
+            metrics |= sil
+            if replayed:
+                stats = self.learner.rl_step(replayed, self.rng)
+                metrics |= {f"sil/{k}": v for k, v in stats.items()}
         if self.buffer is not None:
-            self.buffer.admit(group_ids)
-            metrics |= sil_step(self.learner, self.buffer, step, cfg, self.rng)
-            replayed = metrics["sil/replayed"]
-            metrics["sil/share"] = replayed / max(replayed + len(samples), 1.0)
+            metrics["sil/share"] = len(replayed) / max(len(replayed) + len(samples), 1)
         self.policy.reset_cache()
         n_trajs = sum(len(g.trajectories) for g in groups)
         success = sum(t.won for g in groups for t in g.trajectories) / n_trajs
         row = {"step": step, "success": success, "groups": len(groups)}
         row |= {"signal_groups": len(useful), **metrics, **rollout_metrics(groups)}
         return row | {"seconds": time.time() - t0}
+
+    def _replay(self, group_ids: list[int], step: int) -> tuple[list, dict]:
+        self.buffer.admit(group_ids)
+        return replay_samples(self.buffer, self.learner.version, step, self.cfg, self.rng)
 
     def _evaluate(self) -> dict[str, EvalResult]:
         return evaluate_policy(self.make_env, self.policy, self.codec, self.cfg)
@@ -286,6 +315,11 @@ class _Run:
 
     def _restore(self, state: dict) -> None:
         self.learner.load_state_dict(state["learner"])
+        if self.cfg.learner.kl_coef:
+            from transformers import AutoModelForCausalLM
+
+            ref = AutoModelForCausalLM.from_pretrained(self.run_dir / REFERENCE)
+            self.learner.set_reference(ref)
         self.manager.load_state_dict(state["manager"])
         self.rng.setstate(state["rng"])
         torch.set_rng_state(state["torch_rng"])

@@ -35,7 +35,7 @@ from branchgym.rollouts.manager import RolloutManager
 from branchgym.rollouts.metrics import tree_stats
 from branchgym.rollouts.replay import ReplayBuffer
 from branchgym.tasks.suite import task_refs
-from branchgym.trajectory import Group, TaskRef, flatten
+from branchgym.trajectory import Group, TaskRef, Trajectory, flatten
 
 SEED_RANGE = 10_000_000  # training tasks are drawn from the first SEED_RANGE train seeds
 
@@ -143,8 +143,13 @@ def _demo_action(
     return plan[0]
 
 
-def with_advantages(group: Group, std_normalize: bool) -> Group:
-    adv = grpo_advantages(torch.tensor(group.returns), std_normalize=std_normalize).tolist()
+def with_advantages(
+    group: Group, std_normalize: bool, bonus: Callable[[Trajectory], float] | None = None
+) -> Group:
+    """Each trajectory with its group-relative advantage; ``bonus`` (SPEAR's tool-call
+    curriculum) is added to each return first. Stored returns stay the environment's."""
+    returns = [t.ret + (bonus(t) if bonus else 0.0) for t in group.trajectories]
+    adv = grpo_advantages(torch.tensor(returns), std_normalize=std_normalize).tolist()
     trajs = tuple(replace(t, advantage=a) for t, a in zip(group.trajectories, adv, strict=True))
     return replace(group, trajectories=trajs)
 
@@ -224,26 +229,35 @@ def run_sft(learner: Learner, demos: list[TokenSample], cfg: TrainConfig, bar) -
     learner.set_lr(cfg.learner.lr)
 
 
-def sil_step(learner: Learner, buffer: ReplayBuffer, step: int, cfg: TrainConfig, rng) -> dict:
-    """SPEAR's self-imitation: once the buffer holds enough, a PPO step on replayed samples.
+def replay_samples(
+    buffer: ReplayBuffer, version: int, step: int, cfg: TrainConfig, rng
+) -> tuple[list[TokenSample], dict]:
+    """SPEAR's replay: once the buffer holds enough, samples taken from it, with metrics.
 
     Replayed samples keep the log-probs they were sampled with, so the PPO ratio and clip
     bound how far an old trajectory can pull the policy. The SIL weight ``w(t)`` scales their
     recalibrated advantages, which scales their loss (the surrogate is linear in A).
     """
-    buffer.evict(learner.version)
+    buffer.evict(version)
     weight = sil_weight(step, cfg.rl.sil_coef, cfg.rl.sil_warmup)
     out = {"sil/buffer": float(len(buffer)), "sil/replayed": 0.0, "sil/weight": weight}
     if weight <= 0 or not buffer.ready():  # w(0) = 0: keep the entries for later steps
-        return out
+        return [], out
     replayed = []
     for sample in buffer.take(rng):
         ids, logps, mask = flatten(sample.group, sample.trajectory)
         adv = weight * sample.advantage
         replayed.append(TokenSample(tuple(ids), tuple(logps), tuple(mask), adv))
-    stats = learner.rl_step(replayed, rng)
-    out |= {f"sil/{k}": v for k, v in stats.items()}
-    return out | {"sil/replayed": float(len(replayed))}
+    return replayed, out | {"sil/replayed": float(len(replayed))}
+
+
+def sil_step(learner: Learner, buffer: ReplayBuffer, step: int, cfg: TrainConfig, rng) -> dict:
+    """SPEAR's self-imitation as its own PPO step on the replayed samples (``sil_mode =
+    "separate"``); ``"mixed"`` puts them into the step's minibatches instead."""
+    replayed, out = replay_samples(buffer, learner.version, step, cfg, rng)
+    if replayed:
+        out |= {f"sil/{k}": v for k, v in learner.rl_step(replayed, rng).items()}
+    return out
 
 
 def rollout_metrics(groups: Sequence[Group]) -> dict:

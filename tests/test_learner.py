@@ -7,6 +7,7 @@ import random
 from dataclasses import replace
 
 import pytest
+import torch
 
 import branchgym.envs
 from branchgym.agents.hf import HFPolicy
@@ -109,3 +110,50 @@ def test_samples_from_groups_masks_exactly_the_model_tokens(rollout_groups):
         assert sample.advantage == traj.advantage
         for lp, m in zip(sample.old_logprobs, sample.mask, strict=True):
             assert (lp <= 0) if m else (lp == 0.0)
+
+
+def signed(rollout_groups):
+    samples = samples_from_groups(rollout_groups)
+    return [replace(s, advantage=1.0 if i % 2 else -1.0) for i, s in enumerate(samples)]
+
+
+def test_kl_to_the_reference_is_zero_first_and_never_built_at_coefficient_zero(
+    rollout_groups, tiny_lm, tiny_tok
+):
+    cfg = LearnerConfig(minibatch_size=2, micro_batch_size=2, lr=1e-2)
+    plain = Learner(tiny_lm, tiny_tok.pad_token_id, cfg)
+    plain.rl_step(signed(rollout_groups), random.Random(0))
+    assert plain._reference is None  # kl_coef 0: no reference model is ever made
+    learner = Learner(tiny_lm, tiny_tok.pad_token_id, replace(cfg, kl_coef=0.1))
+    first, *_ = [learner._minibatch(signed(rollout_groups)[i : i + 2]) for i in range(0, 6, 2)]
+    assert first["kl_ref"] == pytest.approx(0.0, abs=1e-7)  # the copy is the policy itself
+    later = learner.rl_step(signed(rollout_groups), random.Random(0))
+    assert later["kl_ref"] > 0  # the policy has moved away from its frozen copy
+
+
+@pytest.mark.parametrize("penalty", ["clip_cov", "kl_cov"])
+def test_covariance_penalties_run_in_the_learner(rollout_groups, tiny_lm, tiny_tok, penalty):
+    cfg = LearnerConfig(
+        minibatch_size=6,
+        micro_batch_size=6,
+        cov_penalty=penalty,
+        clip_cov_ratio=0.5,
+        clip_cov_bounds=(-10.0, 10.0),
+        kl_cov_ratio=0.5,
+        dual_clip=3.0,
+    )
+    learner = Learner(tiny_lm, tiny_tok.pad_token_id, cfg)
+    metrics = learner.rl_step(signed(rollout_groups), random.Random(0))
+    assert all(math.isfinite(v) for v in metrics.values())
+    state = learner.state_dict()
+    assert torch.equal(state["cov_rng"], learner._cov_generator.get_state())
+
+
+def test_the_tool_call_bonus_shapes_advantages_not_stored_returns(rollout_groups):
+    group = rollout_groups[0]  # a random policy: every return is 0
+    calls = [t.tool_calls for t in group.trajectories]
+    shaped = with_advantages(group, std_normalize=False, bonus=lambda t: 0.1 * t.tool_calls)
+    assert shaped.returns == group.returns
+    mean = sum(0.1 * c for c in calls) / len(calls)
+    for t, c in zip(shaped.trajectories, calls, strict=True):
+        assert t.advantage == pytest.approx(0.1 * c - mean)

@@ -21,12 +21,18 @@ from branchgym.agents.hf import pad_batch, sequence_logprobs
 from branchgym.agents.losses import (
     Aggregation,
     UpperClip,
+    aggregate,
+    clip_cov_mask,
     entropy_aware_advantages,
+    kl_cov_mask,
+    low_var_kl,
     ppo_clip_loss,
+    token_covariance,
 )
 from branchgym.trajectory import Group, SegmentKind, flatten
 
 Attribution = Literal["soft", "hard"]
+CovPenalty = Literal["none", "clip_cov", "kl_cov"]
 
 
 @dataclass(frozen=True)
@@ -55,6 +61,13 @@ class LearnerConfig:
     max_grad_norm: float = 1.0
     upper_clip: UpperClip = "hard"  # "entropy_balanced": AEPO's clipping
     entropy_advantage: float = 0.0  # AEPO's a in A * (1 + a z(H)); 0 turns it off (AEPO: 0.2)
+    dual_clip: float = 0.0  # ARPO's dual-clip constant c (> 1; ARPO uses 3); 0 turns it off
+    kl_coef: float = 0.0  # KL to the policy as RL began (low-variance k3); 0: no reference model
+    cov_penalty: CovPenalty = "none"  # SPEAR's entropy control: Clip-Cov or KL-Cov tokens
+    clip_cov_ratio: float = 2e-4
+    clip_cov_bounds: tuple[float, float] = (1.0, 5.0)
+    kl_cov_ratio: float = 2e-3
+    kl_cov_beta: float = 1.0
 
 
 def samples_from_groups(
@@ -110,14 +123,25 @@ class Learner:
         trainable = [p for p in model.parameters() if p.requires_grad]  # LoRA: adapters only
         self.optimizer = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.version = 0
+        self._reference = None  # built on first use: never when kl_coef is 0
+        self._cov_generator = torch.Generator().manual_seed(0)  # Clip-Cov's random tokens
 
     def state_dict(self) -> dict:
         """The optimiser's state and the policy version (the weights are saved with the model)."""
-        return {"optimizer": self.optimizer.state_dict(), "version": self.version}
+        return {
+            "optimizer": self.optimizer.state_dict(),
+            "version": self.version,
+            "cov_rng": self._cov_generator.get_state(),
+        }
 
     def load_state_dict(self, state: dict) -> None:
         self.optimizer.load_state_dict(state["optimizer"])
         self.version = state["version"]
+        self._cov_generator.set_state(state["cov_rng"])
+
+    def set_reference(self, model: PreTrainedModel) -> None:
+        """The frozen model of the KL term (by default: a copy of the policy at first use)."""
+        self._reference = model.eval().requires_grad_(False)
 
     def set_lr(self, lr: float) -> None:
         for group in self.optimizer.param_groups:
@@ -168,9 +192,17 @@ class Learner:
                 t["mask"],
                 eps_low=self.cfg.eps_low,
                 eps_high=self.cfg.eps_high,
+                dual_clip=self.cfg.dual_clip or None,
                 aggregation=self.cfg.aggregation,
                 upper_clip=self.cfg.upper_clip,
+                **self._cov_masks(adv, logp, t["mask"]),
             )
+            if self.cfg.kl_coef:
+                kl = aggregate(
+                    low_var_kl(logp, self._reference_logp(t)), t["mask"].bool(), "token-mean"
+                )
+                loss = loss + self.cfg.kl_coef * kl
+                m["kl_ref"] = float(kl.detach())
             n_tok = float(t["mask"].sum())
             (loss * n_tok / max(total, 1)).backward()
             m["entropy"] = float((ent.detach() * t["mask"]).sum() / max(n_tok, 1.0))
@@ -181,6 +213,30 @@ class Learner:
         out = _mean(stats)
         out["grad_norm"] = float(norm)
         return out
+
+    def _cov_masks(self, adv, logp, mask) -> dict:
+        """Clip-Cov's ``no_grad_mask`` or KL-Cov's ``kl_cov_mask``, from this micro-batch."""
+        if self.cfg.cov_penalty == "none":
+            return {}
+        cov = token_covariance(adv, logp, mask)
+        if self.cfg.cov_penalty == "clip_cov":
+            lb, ub = self.cfg.clip_cov_bounds
+            gen = self._cov_generator
+            return {"no_grad_mask": clip_cov_mask(cov, mask, self.cfg.clip_cov_ratio, lb, ub, gen)}
+        return {
+            "kl_cov_mask": kl_cov_mask(cov, mask, self.cfg.kl_cov_ratio),
+            "kl_cov_beta": self.cfg.kl_cov_beta,
+        }
+
+    def _reference_logp(self, t: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Log-probs under the frozen copy of the policy taken at the first RL step."""
+        if self._reference is None:
+            import copy
+
+            self.set_reference(copy.deepcopy(self.model))
+        with torch.no_grad():
+            logp, _ = sequence_logprobs(self._reference, t["ids"], t["attn"], self.temperature)
+        return logp
 
     def _tensors(self, micro: Sequence[TokenSample]) -> dict[str, torch.Tensor]:
         """Shift everything by one: position t predicts token t+1."""
