@@ -42,6 +42,19 @@ def test_tree_round_trip(postgres_url):
     ]
 
 
+def test_model_text_with_nul_characters_round_trips(postgres_url):
+    """PostgreSQL refuses NUL in text columns; sampled text can hold it (a tiny model's bytes)."""
+    from dataclasses import replace
+
+    odd = "a\x00b \x1b0 \x1b\x1b end\x00"
+    segments = tuple(replace(s, text=odd) if s.id == 1 else s for s in TREE.segments)
+    tree = replace(TREE, segments=segments)
+    with TrajectoryStore(fresh_db(postgres_url)) as store:
+        store.create_run("r", {})
+        back = store.load_group(store.write_group("r", tree))
+    assert [s.text for s in back.segments] == [s.text for s in tree.segments]
+
+
 def _writer(url: str, worker: int, start) -> None:
     from dataclasses import replace
 

@@ -6,6 +6,8 @@ import math
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -268,3 +270,13 @@ def test_load_path_reads_only_the_trajectory_s_segments(tmp_path: Path) -> None:
         assert group.trajectories == (traj,) and group.task == TREE.task
         with pytest.raises(KeyError, match="no trajectory"):
             store.load_path(999)
+
+
+@given(st.text())
+def test_text_codec_round_trips_and_never_writes_nul(text):
+    from branchgym.rollouts.schema import decode_text, encode_text
+
+    stored = encode_text(text)
+    assert "\x00" not in stored and decode_text(stored) == text
+    if "\x00" not in text and "\x1b" not in text:
+        assert stored == text  # ordinary text is stored as it is

@@ -7,6 +7,7 @@ packed as little-endian ``int32`` / ``float32`` bytes (see the store's module do
 
 from __future__ import annotations
 
+import re
 import sys
 from array import array
 from collections.abc import Sequence
@@ -149,6 +150,27 @@ class BaselineRow(Base):
     std: Mapped[float] = mapped_column(Double)
 
 
+# --------------------------------------------------------------------------- text codec
+
+_ESC = "\x1b"
+
+
+def encode_text(text: str) -> str:
+    """Text as a column can hold it. PostgreSQL refuses NUL characters in text, and model
+    output can contain them, so NUL is written as ESC "0" and ESC itself as ESC ESC. Text
+    with neither (nearly all of it) is stored unchanged."""
+    if _ESC not in text and "\x00" not in text:
+        return text
+    return text.replace(_ESC, _ESC + _ESC).replace("\x00", _ESC + "0")
+
+
+def decode_text(stored: str) -> str:
+    """The inverse of ``encode_text``."""
+    if _ESC not in stored:
+        return stored
+    return re.sub("\x1b([\x1b0])", lambda m: _ESC if m.group(1) == _ESC else "\x00", stored)
+
+
 # --------------------------------------------------------------------------- array codecs
 
 
@@ -199,7 +221,7 @@ def group_row(run_id: str, group: Group) -> GroupRow:
         task_seed=task.seed,
         split=task.split,
         task_type=task.task_type,
-        instruction=task.instruction,
+        instruction=encode_text(task.instruction),
     )
 
 
@@ -214,7 +236,7 @@ def segment_values(seg: Segment, position: int) -> dict:
         logprobs=_pack_floats(seg.logprobs),
         entropies=_pack_floats(seg.entropies),
         entropy_exact=bool(seg.entropy_exact),
-        text=seg.text,
+        text=encode_text(seg.text),
         reward=float(seg.reward),
         end_reason=None if seg.end_reason is None else EndReason(seg.end_reason).value,
     )
@@ -241,7 +263,7 @@ def segment_from_row(row: SegmentRow) -> Segment:
         parent_id=row.parent_id,
         kind=SegmentKind(row.kind),
         token_ids=_unpack_ints(row.token_ids),
-        text=row.text,
+        text=decode_text(row.text),
         logprobs=_unpack_floats(row.logprobs),
         entropies=_unpack_floats(row.entropies),
         entropy_exact=row.entropy_exact,
@@ -282,7 +304,7 @@ def group_from_parts(
         seed=row.task_seed,
         split=row.split,
         task_type=row.task_type,
-        instruction=row.instruction,
+        instruction=decode_text(row.instruction),
     )
     return Group(
         task=task,
