@@ -20,6 +20,14 @@ Design choices:
   far faster to decode than JSON lists. Consequence: log-probs and entropies come back rounded
   to float32 (relative error below 1e-7), so compare them with a tolerance. Rewards, returns and
   advantages are scalars in float64 columns and round-trip exactly.
+
+Schema versions: the tables are created and changed only by Alembic revisions shipped in
+``migrations/`` (so a change to ``schema.py`` needs a new revision there too), and each
+database records its revision. Opening a store upgrades an empty or
+older database to this code's head (``SCHEMA_HEAD``) under a lock, so several writers may open
+a fresh database at once; a database made by branchgym before migrations is checked and
+stamped as the first revision. A database written by a newer branchgym is refused with a
+``StoreError`` rather than misread. ``migrations/__init__.py`` has the details.
 """
 
 from __future__ import annotations
@@ -32,20 +40,24 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any
 
+from alembic.util import CommandError
 from sqlalchemy import Engine, create_engine, delete, event, func, insert, or_, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import selectinload, sessionmaker
 
-from branchgym.rollouts import schema
-from branchgym.rollouts.schema import Base, GroupRow, RunRow, SegmentRow, TrajectoryRow
+from branchgym.rollouts import migrations, schema
+from branchgym.rollouts.migrations import SCHEMA_HEAD, SchemaError, schema_revision
+from branchgym.rollouts.schema import GroupRow, RunRow, SegmentRow, TrajectoryRow
 from branchgym.trajectory import EndReason, Group, Trajectory
 
 __all__ = [
+    "SCHEMA_HEAD",
     "RunInfo",
     "StoreError",
     "TrajectoryInfo",
     "TrajectoryStore",
+    "schema_revision",
 ]
 
 
@@ -104,27 +116,58 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
         cursor.close()
 
 
-_SCHEMA_LOCK = 0x6272_6E63  # PostgreSQL advisory lock key ("brnc") held while creating tables
+_SCHEMA_LOCK = 0x6272_6E63  # PostgreSQL advisory lock key ("brnc") held while migrating
 
 
-def _create_tables(engine: Engine) -> None:
-    """Create missing tables. Several writers may open a fresh database at once: PostgreSQL
-    would race on ``CREATE TABLE`` (duplicate-type errors), so there the creation runs under a
-    transaction-scoped advisory lock; SQLite serialises schema changes by itself."""
-    with engine.begin() as conn:
-        if engine.dialect.name == "postgresql":
-            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK})
-        Base.metadata.create_all(conn)
+def _migrate(engine: Engine, url: str) -> None:
+    """Bring the tables to ``SCHEMA_HEAD``. A database already there is only read, so opening
+    a store needs no write access and waits for no one. Otherwise several writers may open a
+    fresh database at once and would race on ``CREATE TABLE``, so the migration runs under a
+    lock: a transaction-scoped advisory lock on PostgreSQL, the database's write lock (taken
+    before reading the revision) on SQLite. Whoever waited finds the work done.
+
+    On SQLite foreign keys are off while migrating (it can only be switched outside a
+    transaction): batch mode rebuilds a table by dropping the old one, and with keys on that
+    drop would cascade-delete every row pointing at it. ``foreign_key_check`` then proves the
+    migration left no dangling reference before it commits.
+    """
+    sqlite = engine.dialect.name == "sqlite"
+    with engine.connect() as conn:
+        if schema_revision(conn) == migrations.SCHEMA_HEAD:
+            return
+        if sqlite:
+            conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
+        conn.commit()
+        try:
+            with conn.begin():
+                if engine.dialect.name == "postgresql":
+                    conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK})
+                elif sqlite:
+                    conn.exec_driver_sql("BEGIN IMMEDIATE")
+                migrations.upgrade(conn, _safe_url(url))
+                if sqlite and (bad := conn.exec_driver_sql("PRAGMA foreign_key_check").first()):
+                    raise SchemaError(f"migrating {_safe_url(url)!r} broke a foreign key: {bad}")
+        finally:
+            if sqlite:
+                conn.exec_driver_sql("PRAGMA foreign_keys=ON")
+                conn.commit()
 
 
 def _open_engine(url: str) -> Engine:
-    """Create the engine and the tables, turning every failure into a clear ``StoreError``."""
+    """Create the engine and migrate the tables, turning every failure into a clear
+    ``StoreError`` that names the URL."""
+    engine = None
     try:
         engine = create_engine(url)
         if engine.dialect.name == "sqlite":
             event.listen(engine, "connect", _sqlite_pragmas)
-        _create_tables(engine)
-    except (SQLAlchemyError, ImportError, ValueError) as exc:
+        _migrate(engine, url)
+    except SchemaError as exc:
+        engine.dispose()
+        raise StoreError(str(exc)) from exc
+    except (SQLAlchemyError, CommandError, ImportError, ValueError) as exc:
+        if engine is not None:
+            engine.dispose()
         reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
         raise StoreError(f"cannot open trajectory store at {_safe_url(url)!r} ({reason})") from exc
     return engine
