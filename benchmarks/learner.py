@@ -8,9 +8,9 @@
 - ``naive_peak_mb`` / ``chunked_peak_mb``: the peak memory of log-probs plus entropies, and
   their backward pass, over ``tokens`` (4,096) positions at Qwen's vocabulary (151,936) and
   hidden size (896): all logits at once, against ``head_logprobs`` in chunks of ``chunk``
-  positions (the learner's ``HEAD_CHUNK``) under activation checkpointing, as the learner runs. Each is measured in a fresh process
-  as the rise of its peak resident memory (on a GPU: ``max_memory_allocated``) above the
-  inputs'. Goal: ``chunked_peak_mb <= 0.25 * naive_peak_mb``.
+  positions (the learner's ``HEAD_CHUNK``) under activation checkpointing, as the learner
+  runs. Each is measured in a fresh process as the rise of its peak resident memory (on a GPU:
+  ``max_memory_allocated``) above the inputs'. Goal: ``chunked_peak_mb <= 0.25 * naive_peak_mb``.
 - ``mfu`` (GPU only): model FLOPs utilisation of forward + backward on one 4,096-token packed
   sequence, ``6 * params * tokens / time`` over the GPU's bf16 peak (``peak_tflops``; 989 for
   an H100 SXM). ``null`` on a CPU.
