@@ -61,6 +61,16 @@ def train(
     chat_template: Annotated[
         bool, typer.Option(help="turns in the --model's own chat template, not branchgym's")
     ] = False,
+    ray: Annotated[
+        bool | None,
+        typer.Option("--ray/--no-ray", help="rollouts on Ray actors; needs a PostgreSQL --db"),
+    ] = None,
+    ray_address: Annotated[
+        str | None, typer.Option(help="a Ray cluster to join (default: start Ray here)")
+    ] = None,
+    ray_workers: Annotated[
+        int | None, typer.Option(help="rollout workers (and environment workers) on Ray")
+    ] = None,
 ) -> None:
     """Cold-start SFT on expert demonstrations, then RL (GRPO-style updates on the sampled
     trees), with held-out evaluation. Flags override the config file, which overrides the
@@ -77,7 +87,9 @@ def train(
 
     try:
         if resume is not None:
-            _no_overrides_on_resume(preset, config, seed, env, db, rl_steps, model, algo, sil)
+            _no_overrides_on_resume(
+                preset, config, seed, env, db, rl_steps, model, algo, sil, ray_address, ray_workers
+            )
             resume_run(resume, out or "runs", console)
             return
         cfg = _train_config(preset, config, env)
@@ -93,6 +105,7 @@ def train(
             cfg = replace(cfg, rollout=replace(cfg.rollout, algo=algo))
         if sil is not None:
             cfg = replace(cfg, rl=replace(cfg.rl, sil=sil))
+        cfg = replace(cfg, ray=_ray_options(cfg.ray, ray, ray_address, ray_workers))
         if cfg.chat_template and not cfg.model_path:
             raise typer.BadParameter("needs --model: the embedded model has no chat template")
         run_train(cfg, console)
@@ -134,6 +147,13 @@ def _train_config(preset: str | None, config: Path | None, env: str | None):
     except ConfigError as exc:
         raise typer.BadParameter(f"{config}: {exc}", param_hint="--config") from exc
     return _with_env(cfg, env) if env is not None else cfg
+
+
+def _ray_options(ray_cfg, enabled: bool | None, address: str | None, workers: int | None):
+    changes = {"enabled": enabled, "address": address}
+    if workers is not None:
+        changes |= {"rollout_workers": workers, "env_workers": workers}
+    return replace(ray_cfg, **{k: v for k, v in changes.items() if v is not None})
 
 
 def _no_overrides_on_resume(*values) -> None:

@@ -14,6 +14,7 @@ from branchgym.agents.learner import LearnerConfig
 from branchgym.agents.lora import LoRAConfig
 from branchgym.agents.model import TinyModelConfig
 from branchgym.configio import ConfigError
+from branchgym.distributed import RayConfig
 from branchgym.rollouts.manager import RolloutConfig
 from branchgym.rollouts.replay import ReplayConfig
 
@@ -83,6 +84,7 @@ class TrainConfig:
     replay: ReplayConfig = field(default_factory=ReplayConfig)
     learner: LearnerConfig = field(default_factory=LearnerConfig)
     lora: LoRAConfig = field(default_factory=LoRAConfig)  # rank 0: full fine-tuning
+    ray: RayConfig = field(default_factory=RayConfig)  # enabled: rollouts on Ray actors
     eval: EvalConfig = field(default_factory=EvalConfig)
 
 
@@ -138,6 +140,13 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         value = _get(cfg, path)
         if not low <= value <= high:  # also catches NaN
             raise ConfigError(f"{path}: must be in [{low}, {high}], got {value}")
+    if cfg.ray.enabled and (cfg.db is None or cfg.db.startswith("sqlite")):
+        raise ConfigError(
+            "ray: every worker writes to the store, so it must be a database server they all "
+            "reach: --db postgresql://USER@HOST:PORT/DB"
+        )
+    if (cfg.ray.enabled and cfg.ray.rollout_workers < 1) or cfg.ray.env_workers < 1:
+        raise ConfigError("ray.rollout_workers and ray.env_workers: must be >= 1")
     if cfg.rollout.arpo.initial > cfg.rollout.arpo.budget:
         raise ConfigError(
             f"rollout.arpo.initial ({cfg.rollout.arpo.initial}) exceeds rollout.arpo.budget "

@@ -175,6 +175,7 @@ class _Run:
         self.manager = RolloutManager(self.make_env, self.policy, self.codec, cfg.rollout)
         self.buffer = ReplayBuffer(store, self.run_id, cfg.replay) if cfg.rl.sil else None
         self.rng = random.Random(cfg.seed)  # tasks, minibatch order, replay sampling
+        self.sampler = None  # RaySampler with --ray, made when RL starts
         self.t_start = time.time()
         self.sft: dict[str, EvalResult] = {}
 
@@ -202,6 +203,8 @@ class _Run:
             )
             raise
         finally:
+            if self.sampler is not None:
+                self.sampler.close()
             self.store.close()
         return self._finish(rl)
 
@@ -228,6 +231,11 @@ class _Run:
         """RL steps from ``start`` until ``rl.steps``, or until ``rl.token_budget`` tokens were
         generated (counting the steps before ``start``, from the log)."""
         cfg = self.cfg
+        if cfg.ray.enabled:
+            from branchgym.distributed import RaySampler
+
+            args = (_jsonable(cfg), self.run_id, self.tokenizer, self.model, self.learner.version)
+            self.sampler = RaySampler(cfg, *args)
         budget = cfg.rl.token_budget
         spent = sum(r.get("rollout/tokens_generated", 0) for r in read_rows(self.run_dir))
         total, done = (budget, spent) if budget else (cfg.rl.steps, start)
@@ -259,15 +267,7 @@ class _Run:
             task_refs(cfg.env_id, "train", 1, start=self.rng.randrange(SEED_RANGE))[0]
             for _ in range(cfg.rl.tasks_per_step)
         ]
-        bonus = None
-        if cfg.rl.tool_bonus_horizon:
-
-            def bonus(t):
-                return tool_call_bonus(t.tool_calls, step, cfg.rl.tool_bonus_horizon)
-
-        rollouts = self.manager.rollout(tasks, step=step, version=self.learner.version)
-        groups = [with_advantages(g, cfg.rl.std_normalize, bonus) for g in rollouts]
-        group_ids = self.store.write_groups(self.run_id, groups)
+        groups, group_ids = self._collect(tasks, step)
         useful = [g for g in groups if _has_signal(g) or not cfg.rl.drop_uniform_groups]
         samples = samples_from_groups(useful, cfg.rl.attribution)
         metrics, replayed = {}, []
@@ -285,11 +285,30 @@ class _Run:
         if self.buffer is not None:
             metrics["sil/share"] = len(replayed) / max(len(replayed) + len(samples), 1)
         self.policy.reset_cache()
+        if self.sampler is not None:
+            self.sampler.sync(self.model, self.learner.version)
         n_trajs = sum(len(g.trajectories) for g in groups)
         success = sum(t.won for g in groups for t in g.trajectories) / n_trajs
         row = {"step": step, "success": success, "groups": len(groups)}
         row |= {"signal_groups": len(useful), **metrics, **rollout_metrics(groups)}
         return row | {"seconds": time.time() - t0}
+
+    def _collect(self, tasks, step: int) -> tuple[list, list[int]]:
+        """This step's groups, with advantages, written to the store: here, or on Ray."""
+        version = self.learner.version
+        if self.sampler is not None:
+            return self.sampler.collect(self.store, tasks, step, version)
+        horizon = self.cfg.rl.tool_bonus_horizon
+
+        def bonus(t):
+            return tool_call_bonus(t.tool_calls, step, horizon)
+
+        rollouts = self.manager.rollout(tasks, step=step, version=version)
+        groups = [
+            with_advantages(g, self.cfg.rl.std_normalize, bonus if horizon else None)
+            for g in rollouts
+        ]
+        return groups, self.store.write_groups(self.run_id, groups)
 
     def _replay(self, group_ids: list[int], step: int) -> tuple[list, dict]:
         self.buffer.admit(group_ids)

@@ -1,0 +1,257 @@
+"""``branchgym train --ray``: rollouts on Ray actors, one learner, one shared SQL store.
+
+Nothing here is home-made scheduling: Ray runs the actors and moves the weights, the database
+(PostgreSQL) is the only channel for trajectories.
+
+- **Environment workers** (``EnvWorker``): actors that host environments. A rollout worker
+  reaches them through ``RayEnv``, a gym proxy whose ``reset`` / ``step`` / ``snapshot`` /
+  ``restore`` are remote calls; CPU-heavy simulators so run beside, not inside, generation.
+  Each call costs a Ray round trip (about a millisecond), far more than a household step, so
+  with ``ray.env_workers = 0`` each rollout worker hosts its environments itself.
+- **Rollout workers** (``RolloutWorker``): actors that each hold a copy of the policy and a
+  ``RolloutManager``. ``rollout(tasks, step, version)`` samples the trees, gives each group its
+  advantages, writes the groups to the store (each in one transaction, tagged with the worker's
+  name and the policy version) and returns their ids.
+- **The learner** is the ``branchgym train`` process. ``RaySampler.collect`` spreads a step's
+  tasks over the rollout workers and reads the written groups back from the store;
+  ``RaySampler.sync`` puts the updated weights into Ray's object store once (the trainable
+  ones only: with LoRA, just the adapters) and every worker loads them before its next rollout.
+
+Multi-node: start a Ray cluster (``ray start --head`` on one node, ``ray start --address
+HEAD:6379`` on the others), run PostgreSQL where every node reaches it, and run
+``branchgym train --ray --ray-address HEAD:6379 --db postgresql://...`` on the head. Workers
+need no shared files: the first hand-over carries every weight, later ones the trainable ones.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import gymnasium as gym
+
+from branchgym.agents.lora import decoder
+from branchgym.envs.subprocess import TEXT
+
+
+@dataclass(frozen=True)
+class RayConfig:
+    enabled: bool = False
+    address: str = ""  # a Ray cluster's address; empty: start Ray on this machine
+    rollout_workers: int = 2
+    env_workers: int = 2  # 0: each rollout worker hosts its environments in its own process
+    num_cpus: int = 0  # for a local Ray: CPUs it may use (0: all of them)
+
+
+def _ray():
+    try:
+        import ray
+    except ImportError as exc:
+        raise ImportError("--ray needs Ray: pip install 'branchgym[ray]'") from exc
+    return ray
+
+
+def start(cfg: RayConfig) -> Any:
+    """Connect to ``cfg.address``, or start a local Ray without dashboard; returns ``ray``."""
+    ray = _ray()
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # no token written to the home folder
+    if not ray.is_initialized():
+        kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
+        if cfg.address:
+            kwargs["address"] = cfg.address
+        elif cfg.num_cpus:
+            kwargs["num_cpus"] = cfg.num_cpus
+        ray.init(**kwargs)
+    return ray
+
+
+# --------------------------------------------------------------------------- environments
+
+
+class EnvWorker:
+    """Hosts any number of one environment's instances, each under a key."""
+
+    def __init__(self, env_id: str, env_kwargs: dict, restate: bool) -> None:
+        self.env_id, self.env_kwargs, self.restate = env_id, env_kwargs, restate
+        self.envs: dict[int, gym.Env] = {}
+        self.keys = itertools.count()
+
+    def open(self) -> tuple[int, bool, tuple[str, ...]]:
+        from branchgym import envs
+        from branchgym.envs.snapshots import can_snapshot
+        from branchgym.envs.toolcall import stop_strings
+        from branchgym.envs.wrappers import RestateInstruction
+
+        env = envs.make(self.env_id, **self.env_kwargs)
+        env = RestateInstruction(env) if self.restate else env
+        key = next(self.keys)
+        self.envs[key] = env
+        return key, can_snapshot(env), stop_strings(env)
+
+    def call(self, key: int, method: str, args: tuple, kwargs: dict) -> Any:
+        env = self.envs[key]
+        if method in ("snapshot", "restore"):
+            return env.get_wrapper_attr(method)(*args)
+        return getattr(env, method)(*args, **kwargs)
+
+    def close(self, key: int) -> None:
+        env = self.envs.pop(key, None)
+        if env is not None:
+            env.close()
+
+
+class RayEnv(gym.Env[str, str]):
+    """A gym proxy for one environment hosted by an ``EnvWorker`` actor."""
+
+    observation_space = TEXT
+    action_space = TEXT
+
+    def __init__(self, worker: Any, timeout: float = 120.0) -> None:
+        self.ray, self.worker, self.timeout = _ray(), worker, timeout
+        self.key, self.supports_snapshot, self.stop_strings = self._get(worker.open.remote())
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        return self._call("reset", seed=seed, options=options)
+
+    def step(self, action: str):
+        return self._call("step", action)
+
+    def snapshot(self) -> Any:
+        return self._call("snapshot")
+
+    def restore(self, snap: Any) -> None:
+        self._call("restore", snap)
+
+    def close(self) -> None:
+        self.worker.close.remote(self.key)  # fire and forget
+
+    def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        return self._get(self.worker.call.remote(self.key, method, args, kwargs))
+
+    def _get(self, ref: Any) -> Any:
+        try:
+            return self.ray.get(ref, timeout=self.timeout)
+        except self.ray.exceptions.RayTaskError as exc:
+            raise exc.as_instanceof_cause() from None  # the env's own exception
+
+
+# --------------------------------------------------------------------------- rollouts
+
+
+class RolloutWorker:
+    """One policy copy and one rollout manager; writes its groups to the shared store."""
+
+    def __init__(self, name: str, cfg_json: dict, run_id: str, tokenizer, model_cfg):
+        import torch
+        from transformers import AutoModelForCausalLM
+
+        from branchgym.agents.hf import HFPolicy
+        from branchgym.agents.lora import with_lora
+        from branchgym.agents.protocol import TurnCodec, turn_format
+        from branchgym.config import TrainConfig
+        from branchgym.configio import apply_overrides
+        from branchgym.rollouts.manager import RolloutManager
+        from branchgym.rollouts.store import TrajectoryStore
+
+        torch.set_num_threads(1)
+        self.name, self.run_id = name, run_id
+        self.cfg = cfg = apply_overrides(TrainConfig(), cfg_json)
+        model = AutoModelForCausalLM.from_config(model_cfg)
+        self.model = with_lora(model, cfg.lora) if cfg.lora.rank else model
+        seed = cfg.seed + 1_000 * (int(name.rsplit("-", 1)[-1]) + 1)  # its own random stream
+        self.policy = HFPolicy(self.model, tokenizer, tokenizer.pad_token_id, seed=seed)
+        codec = TurnCodec(tokenizer, turn_format(tokenizer, cfg.chat_template))
+        self.env_workers: list[Any] = []
+        self.turn = itertools.count()
+        rollout = dataclasses.replace(cfg.rollout, seed=seed)
+        self.manager = RolloutManager(self._make_env, self.policy, codec, rollout)
+        self.store = TrajectoryStore(cfg.db)
+        self.version = -1
+
+    def attach(self, env_workers: list[Any]) -> None:
+        self.env_workers = env_workers
+
+    def _make_env(self) -> gym.Env:
+        if not self.env_workers:  # env_workers = 0: environments live in this worker
+            from branchgym.runner import env_factory
+
+            return env_factory(self.cfg)()
+        return RayEnv(self.env_workers[next(self.turn) % len(self.env_workers)])
+
+    def load_weights(self, version: int, weights: dict) -> None:
+        self.model.load_state_dict(weights, strict=False)
+        self.version = version
+        self.policy.reset_cache()
+
+    def rollout(self, tasks: list, step: int, version: int) -> list[int]:
+        from branchgym.agents.losses import tool_call_bonus
+        from branchgym.train import with_advantages
+
+        if version != self.version:
+            raise RuntimeError(f"{self.name} holds policy v{self.version}, asked for v{version}")
+        horizon = self.cfg.rl.tool_bonus_horizon
+
+        def bonus(t):
+            return tool_call_bonus(t.tool_calls, step, horizon)
+
+        groups = self.manager.rollout(tasks, step=step, version=version)
+        shaped = [
+            with_advantages(g, self.cfg.rl.std_normalize, bonus if horizon else None)
+            for g in groups
+        ]
+        groups = [dataclasses.replace(g, worker=self.name) for g in shaped]
+        self.policy.reset_cache()
+        return self.store.write_groups(self.run_id, groups)
+
+
+class RaySampler:
+    """The learner's side: spreads tasks over rollout workers and hands them the weights."""
+
+    def __init__(self, cfg, cfg_json: dict, run_id: str, tokenizer, model, version: int) -> None:
+        self.ray = ray = start(cfg.ray)
+        config = decoder(model).config
+        env_actor = ray.remote(num_cpus=0)(EnvWorker)
+        rollout_actor = ray.remote(num_cpus=0)(RolloutWorker)
+        self.env_workers = [
+            env_actor.remote(cfg.env_id, cfg.env_kwargs, cfg.restate_instruction)
+            for _ in range(cfg.ray.env_workers)
+        ]
+        self.workers = [
+            rollout_actor.remote(f"rollout-{i}", cfg_json, run_id, tokenizer, config)
+            for i in range(cfg.ray.rollout_workers)
+        ]
+        ray.get([w.attach.remote(self.env_workers) for w in self.workers])
+        self.sync(model, version, everything=True)  # the first time: base weights too
+
+    def sync(self, model, version: int, everything: bool = False) -> None:
+        """Hand ``model``'s weights to every worker (one copy in the object store)."""
+        params = {
+            k: v.detach().cpu()
+            for k, v in model.state_dict(keep_vars=True).items()
+            if everything or getattr(v, "requires_grad", False)
+        }
+        ref = self.ray.put(params)
+        self.ray.get([w.load_weights.remote(version, ref) for w in self.workers])
+
+    def collect(self, store, tasks: list, step: int, version: int) -> tuple[list, list[int]]:
+        """Each worker rolls out a contiguous share of ``tasks``; groups come back from the
+        store in task order."""
+        n = len(self.workers)
+        shares = [tasks[i * len(tasks) // n : (i + 1) * len(tasks) // n] for i in range(n)]
+        calls = [
+            w.rollout.remote(share, step, version)
+            for w, share in zip(self.workers, shares, strict=True)
+            if share
+        ]
+        ids = [gid for part in self.ray.get(calls) for gid in part]
+        return [store.load_group(gid) for gid in ids], ids
+
+    def close(self) -> None:
+        for actor in self.workers + self.env_workers:
+            self.ray.kill(actor)
+
+
+__all__ = ["EnvWorker", "RayConfig", "RayEnv", "RaySampler", "RolloutWorker", "start"]
