@@ -122,8 +122,11 @@ class OpenAIPolicy:
             except (httpx.TimeoutException, asyncio.TimeoutError):
                 last = f"no answer within {cfg.timeout:g} s"
                 continue
-            except httpx.TransportError as exc:
+            except httpx.ConnectError as exc:
                 last = f"cannot connect: {exc!r}"
+                continue
+            except httpx.TransportError as exc:  # e.g. the server died in mid-answer
+                last = f"the connection broke: {exc!r}"
                 continue
             if resp.status_code in _RETRY_STATUS:
                 last = f"HTTP {resp.status_code}: {resp.text[:300]}"
