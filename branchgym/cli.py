@@ -119,6 +119,11 @@ def train(
         raise typer.BadParameter(str(exc), param_hint="--resume") from exc
     except ConfigError as exc:  # a value out of range, from the preset, file or flags
         raise typer.BadParameter(str(exc)) from exc
+    except ImportError as exc:
+        if "pip install" not in str(exc):  # not a missing extra: a bug, keep its traceback
+            raise
+        console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
+        raise typer.Exit(2) from None
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
 

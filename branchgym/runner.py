@@ -79,6 +79,7 @@ def train(cfg: TrainConfig, console: Console | None = None) -> dict:
     """Run the whole recipe in a new run folder; returns the summary (also ``summary.json``)."""
     console = console or Console()
     validate(cfg)
+    _require_extras(cfg)
     _seed(cfg)
     model, tokenizer = build_policy_model(cfg, env_factory(cfg))  # before the folder: fail fast
     run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-seed{cfg.seed}"
@@ -141,6 +142,19 @@ def load_run_config(run_dir: Path) -> TrainConfig:
         return apply_overrides(TrainConfig(), data)
     except (OSError, ValueError) as exc:  # ConfigError and JSONDecodeError are ValueErrors
         raise ResumeError(f"cannot read the run's config {run_dir / CONFIG}: {exc}") from exc
+
+
+def _require_extras(cfg: TrainConfig) -> None:
+    """Fail in the first second, not after SFT, when the config needs an extra not installed
+    (the ImportError says which ``pip install`` brings it)."""
+    if cfg.ray.enabled:
+        from branchgym.distributed import _ray
+
+        _ray()
+    if cfg.lora.rank:
+        from branchgym.agents.lora import _peft
+
+        _peft()
 
 
 def _has_signal(group) -> bool:

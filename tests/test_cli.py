@@ -299,3 +299,22 @@ def test_env_picks_the_preset_tuned_for_it():
     assert preset_for_env("branchgym/SearchQA-v0") == "searchqa"
     assert preset("searchqa").env_id == "branchgym/SearchQA-v0"
     assert preset_for_env("branchgym/Household-v1") == "quickstart"
+
+
+@pytest.mark.parametrize(
+    ("module", "config", "extra"),
+    [
+        ("ray", "[ray]\nenabled = true", "branchgym[ray]"),
+        ("peft", "[lora]\nrank = 4", "branchgym[lora]"),
+    ],
+)
+def test_a_missing_extra_is_one_line_naming_it(tmp_path, monkeypatch, module, config, extra):
+    import sys
+
+    monkeypatch.setitem(sys.modules, module, None)  # as if it were not installed
+    (tmp_path / "c.toml").write_text(f'preset = "smoke"\ndb = "postgresql://u@h/db"\n{config}\n')
+    args = ["train", "--config", str(tmp_path / "c.toml"), "--out", str(tmp_path / "runs")]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2
+    assert f"pip install '{extra}'" in result.output
+    assert "Traceback" not in result.output
