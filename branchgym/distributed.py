@@ -34,7 +34,7 @@ from typing import Any
 import gymnasium as gym
 
 from branchgym.agents.lora import decoder
-from branchgym.envs.subprocess import TEXT
+from branchgym.envs.subprocess import ProxyEnv
 
 
 @dataclass(frozen=True)
@@ -103,27 +103,12 @@ class EnvWorker:
             env.close()
 
 
-class RayEnv(gym.Env[str, str]):
+class RayEnv(ProxyEnv):
     """A gym proxy for one environment hosted by an ``EnvWorker`` actor."""
-
-    observation_space = TEXT
-    action_space = TEXT
 
     def __init__(self, worker: Any, timeout: float = 120.0) -> None:
         self.ray, self.worker, self.timeout = _ray(), worker, timeout
         self.key, self.supports_snapshot, self.stop_strings = self._get(worker.open.remote())
-
-    def reset(self, *, seed: int | None = None, options: dict | None = None):
-        return self._call("reset", seed=seed, options=options)
-
-    def step(self, action: str):
-        return self._call("step", action)
-
-    def snapshot(self) -> Any:
-        return self._call("snapshot")
-
-    def restore(self, snap: Any) -> None:
-        self._call("restore", snap)
 
     def close(self) -> None:
         self.worker.close.remote(self.key)  # fire and forget
@@ -187,21 +172,12 @@ class RolloutWorker:
         self.policy.reset_cache()
 
     def rollout(self, tasks: list, step: int, version: int) -> list[int]:
-        from branchgym.agents.losses import tool_call_bonus
-        from branchgym.train import with_advantages
+        from branchgym.train import scored_groups
 
         if version != self.version:
             raise RuntimeError(f"{self.name} holds policy v{self.version}, asked for v{version}")
-        horizon = self.cfg.rl.tool_bonus_horizon
-
-        def bonus(t):
-            return tool_call_bonus(t.tool_calls, step, horizon)
-
         groups = self.manager.rollout(tasks, step=step, version=version)
-        shaped = [
-            with_advantages(g, self.cfg.rl.std_normalize, bonus if horizon else None)
-            for g in groups
-        ]
+        shaped = scored_groups(groups, self.cfg.rl, step)
         groups = [dataclasses.replace(g, worker=self.name) for g in shaped]
         self.policy.reset_cache()
         return self.store.write_groups(self.run_id, groups)

@@ -32,7 +32,6 @@ from branchgym import checkpoint, envs
 from branchgym.agents.hf import HFPolicy
 from branchgym.agents.learner import Learner, samples_from_groups
 from branchgym.agents.lora import is_lora, load_lora, with_lora
-from branchgym.agents.losses import tool_call_bonus
 from branchgym.agents.model import n_params
 from branchgym.agents.protocol import TurnCodec, turn_format
 from branchgym.config import TrainConfig, validate
@@ -53,7 +52,7 @@ from branchgym.train import (
     replay_samples,
     rollout_metrics,
     run_sft,
-    with_advantages,
+    scored_groups,
 )
 
 CONFIG = "config.json"
@@ -312,16 +311,8 @@ class _Run:
         version = self.learner.version
         if self.sampler is not None:
             return self.sampler.collect(self.store, tasks, step, version)
-        horizon = self.cfg.rl.tool_bonus_horizon
-
-        def bonus(t):
-            return tool_call_bonus(t.tool_calls, step, horizon)
-
         rollouts = self.manager.rollout(tasks, step=step, version=version)
-        groups = [
-            with_advantages(g, self.cfg.rl.std_normalize, bonus if horizon else None)
-            for g in rollouts
-        ]
+        groups = scored_groups(rollouts, self.cfg.rl, step)
         return groups, self.store.write_groups(self.run_id, groups)
 
     def _replay(self, group_ids: list[int], step: int) -> tuple[list, dict]:

@@ -26,11 +26,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from branchgym.agents.hf import HFPolicy
 from branchgym.agents.learner import Learner, TokenSample
-from branchgym.agents.losses import grpo_advantages, sil_weight
+from branchgym.agents.losses import grpo_advantages, sil_weight, tool_call_bonus
 from branchgym.agents.model import load_pretrained, tiny_model
 from branchgym.agents.protocol import TurnCodec
 from branchgym.agents.tokenizer import train_tokenizer
-from branchgym.config import TrainConfig
+from branchgym.config import RLConfig, TrainConfig
 from branchgym.rollouts.manager import RolloutManager
 from branchgym.rollouts.metrics import tree_stats
 from branchgym.rollouts.replay import ReplayBuffer
@@ -152,6 +152,17 @@ def with_advantages(
     adv = grpo_advantages(torch.tensor(returns), std_normalize=std_normalize).tolist()
     trajs = tuple(replace(t, advantage=a) for t, a in zip(group.trajectories, adv, strict=True))
     return replace(group, trajectories=trajs)
+
+
+def scored_groups(groups: Sequence[Group], rl: RLConfig, step: int) -> list[Group]:
+    """A step's groups with their advantages, after SPEAR's tool-call bonus when
+    ``rl.tool_bonus_horizon`` turns it on."""
+    horizon = rl.tool_bonus_horizon
+
+    def bonus(t: Trajectory) -> float:
+        return tool_call_bonus(t.tool_calls, step, horizon)
+
+    return [with_advantages(g, rl.std_normalize, bonus if horizon else None) for g in groups]
 
 
 def evaluate(manager: RolloutManager, tasks: Sequence[TaskRef], batch: int) -> EvalResult:

@@ -81,11 +81,30 @@ def _portable(exc: Exception) -> Exception:
         return RuntimeError(repr(exc))
 
 
-class SubprocessEnv(gym.Env[str, str]):
-    """A text environment served by a child process; see the module docstring."""
+class ProxyEnv(gym.Env[str, str]):
+    """A text environment that lives elsewhere: every method is one ``_call``."""
 
     observation_space = TEXT
     action_space = TEXT
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        return self._call("reset", seed=seed, options=options)
+
+    def step(self, action: str):
+        return self._call("step", action)
+
+    def snapshot(self) -> Any:
+        return self._call("snapshot")
+
+    def restore(self, snap: Any) -> None:
+        self._call("restore", snap)
+
+    def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError
+
+
+class SubprocessEnv(ProxyEnv):
+    """A text environment served by a child process; see the module docstring."""
 
     def __init__(
         self, env_id: str, env_kwargs: dict | None = None, imports: tuple[str, ...] = ()
@@ -104,18 +123,6 @@ class SubprocessEnv(gym.Env[str, str]):
         self.supports_snapshot: bool
         self.stop_strings: tuple[str, ...]
         self.supports_snapshot, self.stop_strings = self._receive()
-
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
-        return self._call("reset", seed=seed, options=options)
-
-    def step(self, action: str):
-        return self._call("step", action)
-
-    def snapshot(self) -> Any:
-        return self._call("snapshot")
-
-    def restore(self, snap: Any) -> None:
-        self._call("restore", snap)
 
     def close(self) -> None:
         if self._closed:
