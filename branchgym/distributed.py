@@ -46,7 +46,7 @@ class RayConfig:
     num_cpus: int = 0  # for a local Ray: CPUs it may use (0: all of them)
 
 
-def _ray():
+def require_ray():
     try:
         import ray
     except ImportError as exc:
@@ -56,7 +56,7 @@ def _ray():
 
 def start(cfg: RayConfig) -> Any:
     """Connect to ``cfg.address``, or start a local Ray without dashboard; returns ``ray``."""
-    ray = _ray()
+    ray = require_ray()
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # no token written to the home folder
     if not ray.is_initialized():
         kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
@@ -107,7 +107,7 @@ class RayEnv(ProxyEnv):
     """A gym proxy for one environment hosted by an ``EnvWorker`` actor."""
 
     def __init__(self, worker: Any, timeout: float = 120.0) -> None:
-        self.ray, self.worker, self.timeout = _ray(), worker, timeout
+        self.ray, self.worker, self.timeout = require_ray(), worker, timeout
         self.key, self.supports_snapshot, self.stop_strings = self._get(worker.open.remote())
 
     def close(self) -> None:
@@ -230,4 +230,12 @@ class RaySampler:
             self.ray.kill(actor)
 
 
-__all__ = ["EnvWorker", "RayConfig", "RayEnv", "RaySampler", "RolloutWorker", "start"]
+__all__ = [
+    "EnvWorker",
+    "RayConfig",
+    "RayEnv",
+    "RaySampler",
+    "RolloutWorker",
+    "require_ray",
+    "start",
+]

@@ -81,9 +81,8 @@ def train(cfg: TrainConfig, console: Console | None = None) -> dict:
     _require_extras(cfg)
     _seed(cfg)
     model, tokenizer = build_policy_model(cfg, env_factory(cfg))  # before the folder: fail fast
-    run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-seed{cfg.seed}"
-    run_dir = Path(cfg.out_dir) / run_id
-    run_dir.mkdir(parents=True, exist_ok=True)
+    run_dir = _new_run_dir(Path(cfg.out_dir), f"{time.strftime('%Y%m%d-%H%M%S')}-seed{cfg.seed}")
+    run_id = run_dir.name
     store = _open_store(cfg, run_id, run_dir)
     (run_dir / CONFIG).write_text(json.dumps(_jsonable(cfg), indent=2))
     tokenizer.save_pretrained(run_dir / TOKENIZER)
@@ -124,6 +123,19 @@ def resume(run: str | Path, out_dir: str = "runs", console: Console | None = Non
     return _Run(cfg, run_dir, store, model, tokenizer, console).go(ckpt)
 
 
+def _new_run_dir(out_dir: Path, name: str) -> Path:
+    """A folder no other run has: two runs started in the same second get ``-2``, ``-3``..."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for n in range(1, 1000):
+        folder = out_dir / (name if n == 1 else f"{name}-{n}")
+        try:
+            folder.mkdir()
+            return folder
+        except FileExistsError:
+            continue
+    raise ResumeError(f"{out_dir}: no free run folder name for {name}")
+
+
 def find_run(run: str | Path, out_dir: str = "runs") -> Path:
     """The folder of ``run``: a path to a run folder, or a run id under ``out_dir``."""
     for candidate in (Path(run), Path(out_dir) / str(run)):
@@ -147,13 +159,13 @@ def _require_extras(cfg: TrainConfig) -> None:
     """Fail in the first second, not after SFT, when the config needs an extra not installed
     (the ImportError says which ``pip install`` brings it)."""
     if cfg.ray.enabled:
-        from branchgym.distributed import _ray
+        from branchgym.distributed import require_ray
 
-        _ray()
+        require_ray()
     if cfg.lora.rank:
-        from branchgym.agents.lora import _peft
+        from branchgym.agents.lora import require_peft
 
-        _peft()
+        require_peft()
 
 
 def _has_signal(group) -> bool:

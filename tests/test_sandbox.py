@@ -13,6 +13,7 @@ import dis
 import json
 import os
 import select
+import signal
 import socket
 import subprocess
 import sys
@@ -26,6 +27,8 @@ import pytest
 
 from branchgym.envs.pythontool import _bootstrap
 from branchgym.envs.pythontool.sandbox import RunResult, SandboxError, SandboxLimits, run_python
+
+pytestmark = pytest.mark.security
 
 LIMITS = SandboxLimits(wall_seconds=3.0, cpu_seconds=2, memory_bytes=256 * 2**20)
 OS_ONLY = replace(LIMITS, audit_hook=False)
@@ -348,6 +351,26 @@ def test_a_gigabyte_file_is_cut_off(limits):
     code = "f = open('big', 'wb')\nwhile True:\n    f.write(b'x' * 10**6)\n    f.flush()"
     result, elapsed = run(code, limits)
     assert "File too large" in (result.error or "") and elapsed < limits.wall_seconds + SLACK_S
+
+
+@BOTH
+def test_a_ctypes_crash_is_a_result(limits):
+    """The audit hook refuses ctypes; without it the segfault kills only the child, and comes
+    back as an exit by signal."""
+    result, elapsed = run("import ctypes\nctypes.string_at(0)", limits)
+    assert not result.ok
+    if limits.audit_hook:
+        assert result.exit_code == 1 and "ctypes" in result.stderr
+    else:
+        assert result.exit_code == -signal.SIGSEGV
+    assert elapsed < limits.wall_seconds + SLACK_S
+
+
+@BOTH
+def test_too_many_open_files_is_an_error_in_the_child(limits):
+    code = "fs = [open(f'f{i}', 'w') for i in range(100_000)]"
+    result, _ = run(code, limits)
+    assert not result.ok and "Too many open files" in result.stderr
 
 
 # ---- signals to the parent and to other processes ----

@@ -22,7 +22,7 @@ class LoRAConfig:
     target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
 
 
-def _peft():
+def require_peft():
     try:
         import peft
     except ImportError as exc:
@@ -32,7 +32,7 @@ def _peft():
 
 def with_lora(model: Any, cfg: LoRAConfig) -> Any:
     """``model`` with fresh LoRA adapters (the base weights frozen)."""
-    peft = _peft()
+    peft = require_peft()
     config = peft.LoraConfig(
         r=cfg.rank,
         lora_alpha=cfg.alpha,
@@ -45,7 +45,7 @@ def with_lora(model: Any, cfg: LoRAConfig) -> Any:
 
 def load_lora(base: Any, adapter_dir: Path) -> Any:
     """The base model with the adapters saved in ``adapter_dir``, trainable again."""
-    return _peft().PeftModel.from_pretrained(base, adapter_dir, is_trainable=True)
+    return require_peft().PeftModel.from_pretrained(base, adapter_dir, is_trainable=True)
 
 
 def is_lora(model: Any) -> bool:
@@ -57,4 +57,4 @@ def decoder(model: Any) -> Any:
     return model.get_base_model() if is_lora(model) else model
 
 
-__all__ = ["LoRAConfig", "decoder", "is_lora", "load_lora", "with_lora"]
+__all__ = ["LoRAConfig", "decoder", "is_lora", "load_lora", "require_peft", "with_lora"]
