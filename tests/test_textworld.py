@@ -169,3 +169,10 @@ def test_missing_game_file_is_a_clear_error(tmp_path):
         branchgym.envs.make(ENV_ID, game_file=str(tmp_path / "nope.z8"))
     with pytest.raises(ValueError, match="game_file"):
         branchgym.envs.make(ENV_ID)
+
+
+def test_fuzzed_actions_always_come_back_as_observations(game):
+    """1,000 generated actions (50 episodes of 20) against the real engine."""
+    from tests.test_fuzz import fuzz_env, household_actions
+
+    fuzz_env(ENV_ID, household_actions, episodes=50, game_file=game)
