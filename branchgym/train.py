@@ -191,14 +191,16 @@ def evaluate_policy(
     """The held-out evaluations ``cfg.eval`` asks for: ``sampled``, and ``greedy`` if set.
 
     The sampler is reseeded first, so the SFT and the RL policy meet the same random stream
-    on the same episodes, and the difference between them is not sampling noise alone.
+    on the same episodes, and the difference between them is not sampling noise alone. Each
+    episode is one independent sample, whatever sampler RL trains with: an ARPO / AEPO tree
+    would count its correlated branches as extra episodes.
     """
     tasks = task_refs(cfg.env_id, cfg.eval.split, cfg.eval.episodes)
     temps = {"sampled": cfg.eval.temperature} | ({"greedy": 0.0} if cfg.eval.greedy else {})
     results = {}
     for name, temp in temps.items():
         policy.generator.manual_seed(cfg.seed + 1)
-        rollout = replace(cfg.rollout, samples_per_task=1, temperature=temp)
+        rollout = replace(cfg.rollout, algo="grpo", samples_per_task=1, temperature=temp)
         results[name] = evaluate(
             RolloutManager(make_env, policy, codec, rollout), tasks, cfg.eval.batch_size
         )

@@ -157,3 +157,18 @@ def test_the_tool_call_bonus_shapes_advantages_not_stored_returns(rollout_groups
     mean = sum(0.1 * c for c in calls) / len(calls)
     for t, c in zip(shaped.trajectories, calls, strict=True):
         assert t.advantage == pytest.approx(0.1 * c - mean)
+
+
+@pytest.mark.parametrize("algo", ["arpo", "aepo"])
+def test_evaluation_samples_independent_episodes_whatever_rl_samples_with(
+    algo, tiny_lm, tiny_tok, codec
+):
+    """A branching sampler in the RL config must not turn each held-out task into a tree."""
+    from branchgym.config import EvalConfig, TrainConfig
+    from branchgym.train import evaluate_policy
+
+    rollout = RolloutConfig(algo=algo, max_turns=2, max_action_tokens=4)
+    cfg = TrainConfig(rollout=rollout, eval=EvalConfig(episodes=6, batch_size=6, greedy=False))
+    policy = HFPolicy(tiny_lm, tiny_tok, tiny_tok.pad_token_id, seed=0)
+    result = evaluate_policy(make_env, policy, codec, cfg)
+    assert result["sampled"].episodes == 6
