@@ -12,60 +12,24 @@ from collections import Counter
 import gymnasium as gym
 import pytest
 from gymnasium.utils.env_checker import check_env
-from test_household_rules import bedroom, two_shelves  # hand-built worlds
+from test_household_rules import (  # hand-built worlds and the helpers both files use
+    ENV_ID,
+    bedroom,
+    env_with,
+    kitchen,
+    make,
+    two_shelves,
+)
 
 import branchgym.envs
 from branchgym.envs.household.generate import V0_TASK_TYPES, GenConfig, generate
 from branchgym.envs.household.search import solvable
-from branchgym.envs.household.tables import CAN_CONTAIN, ROOMS, TASKS
+from branchgym.envs.household.tables import ROOMS, TASKS
 from branchgym.envs.household.world import (
-    Goal,
     World,
     type_of,
     where_is,
 )
-
-ENV_ID = "branchgym/Household-v1"  # the full world; v0 is its two-type kitchen
-ALWAYS = ["help", "inventory", "look"]
-
-
-def make(**kwargs):
-    return branchgym.envs.make(ENV_ID, **kwargs).unwrapped
-
-
-def kitchen(apple_in: str = "cabinet 1") -> World:
-    """ALFWORLD.md's game: a clean apple must go into the fridge; the apple is in a cabinet."""
-    receps = ["cabinet 1", "countertop 1", "fridge 1", "sinkbasin 1"]
-    contents: dict[str, list[str]] = {r: [] for r in receps}
-    contents[apple_in].append("apple 1")
-    return World(
-        receptacles=receps,
-        openable={"cabinet 1", "fridge 1"},
-        contents=contents,
-        can_contain=dict(CAN_CONTAIN["kitchen"]),
-        affordances={"apple": frozenset({"clean", "heat", "cool"})},
-        goal=Goal(
-            "pick_clean_then_place_in_recep",
-            "apple",
-            "fridge",
-            "clean",
-            "put a clean apple in fridge.",
-        ),
-    )
-
-
-def env_with(world: World):
-    env = make()
-    env.reset(seed=0)
-    env.restore(world)
-    return env
-
-
-def others(here: str) -> list[str]:
-    return [
-        f"go to {r}" for r in ("cabinet 1", "countertop 1", "fridge 1", "sinkbasin 1") if r != here
-    ]
-
 
 # ------------------------------------------------------------------------------ gym contract
 
