@@ -45,12 +45,26 @@ def _options(main, pairs: Sequence[str]) -> dict:
         key, sep, raw = pair.partition("=")
         if not sep or key not in params:
             raise BenchError(f"bad --set {pair!r}; options are {', '.join(params)}")
-        kind = type(params[key].default)
         try:
-            options[key] = kind(raw) if kind is not bool else raw.lower() in ("1", "true", "yes")
+            options[key] = _parse(raw, params[key].default)
         except ValueError as exc:
             raise BenchError(f"--set {key}: {exc}") from exc
     return options
+
+
+def _parse(raw: str, default):
+    """``raw`` as the type of ``default``; a ``None`` default (chosen at run time) takes a
+    boolean, an integer, a float or else the string."""
+    if isinstance(default, bool) or (default is None and raw.lower() in ("true", "false")):
+        return raw.lower() in ("1", "true", "yes")
+    if default is not None:
+        return type(default)(raw)
+    for kind in (int, float):
+        try:
+            return kind(raw)
+        except ValueError:
+            pass
+    return raw
 
 
 def run_benchmark(name: str, pairs: Sequence[str] = ()) -> dict:

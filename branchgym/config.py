@@ -113,6 +113,8 @@ _RULES: tuple[tuple[str, str], ...] = (
     ("learner.minibatch_size", _POSITIVE),
     ("learner.micro_batch_size", _POSITIVE),
     ("learner.ppo_epochs", _POSITIVE),
+    ("learner.pack_length", _NON_NEGATIVE),
+    ("learner.head_chunk", _POSITIVE),
     ("replay.batch_size", _POSITIVE),
     ("lora.rank", _NON_NEGATIVE),
     ("eval.episodes", _POSITIVE),

@@ -14,7 +14,7 @@ is ever built whole.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -23,6 +23,7 @@ from transformers import PreTrainedModel
 from transformers.cache_utils import DynamicCache
 
 from branchgym.agents.lora import decoder
+from branchgym.agents.packing import PackedBatch, unpack
 from branchgym.agents.policy import Generation, GenerationRequest
 from branchgym.agents.protocol import TokenizerLike
 
@@ -255,7 +256,10 @@ HEAD_CHUNK = 256  # positions per output-head slice: at Qwen's 151,936 vocabular
 # unchunked peak memory with the backward pass (``branchgym bench learner``); 1,024 was 30%
 
 
-def _chunk_stats(
+ChunkStats = Callable[..., tuple[torch.Tensor, torch.Tensor]]
+
+
+def chunk_stats(
     head: torch.nn.Module, hidden: torch.Tensor, targets: torch.Tensor, temperature: float
 ):
     logp_all = torch.log_softmax(head(hidden).float() / temperature, dim=-1)
@@ -270,6 +274,7 @@ def sequence_logprobs(
     mask: torch.Tensor,
     temperature: float = 1.0,
     chunk: int = HEAD_CHUNK,
+    stats: ChunkStats | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Log-prob of token t+1 given tokens <= t, and the entropy there: two [B, T-1] tensors.
 
@@ -281,8 +286,28 @@ def sequence_logprobs(
     when gradients are on, so peak memory grows with ``chunk * vocab``, not ``T * vocab``.
     """
     lm = decoder(model)  # through LoRA adapters, if any
-    hidden = lm.model(input_ids=ids, attention_mask=mask).last_hidden_state[:, :-1]
-    return head_logprobs(lm.get_output_embeddings(), hidden, ids[:, 1:], temperature, chunk)
+    out = lm.base_model(input_ids=ids, attention_mask=mask, use_cache=False)
+    hidden = out.last_hidden_state[:, :-1]
+    head = lm.get_output_embeddings()
+    return head_logprobs(head, hidden, ids[:, 1:], temperature, chunk, stats)
+
+
+def packed_logprobs(
+    model: PreTrainedModel,
+    packed: PackedBatch,
+    temperature: float = 1.0,
+    chunk: int = HEAD_CHUNK,
+    stats: ChunkStats | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``sequence_logprobs`` of packed sequences, back in the padded ``[B, max_len - 1]``
+    layout (see ``packing``). No attention mask is passed: transformers reads the sequence
+    boundaries from the restarting position ids."""
+    lm = decoder(model)
+    out = lm.base_model(input_ids=packed.ids, position_ids=packed.position_ids, use_cache=False)
+    hidden = out.last_hidden_state[:, :-1]
+    head = lm.get_output_embeddings()
+    logp, ent = head_logprobs(head, hidden, packed.ids[:, 1:], temperature, chunk, stats)
+    return unpack(logp, packed), unpack(ent, packed)
 
 
 def head_logprobs(
@@ -291,17 +316,22 @@ def head_logprobs(
     targets: torch.Tensor,
     temperature: float = 1.0,
     chunk: int = HEAD_CHUNK,
+    stats: ChunkStats | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Log-probs of ``targets`` and entropies from final hidden states, ``chunk`` positions
     at a time: only a ``[B, chunk, vocab]`` slice of logits exists at once, and under
-    gradients each slice is recomputed in the backward pass instead of kept."""
+    gradients each slice is recomputed in the backward pass instead of kept.
+
+    ``stats`` replaces ``chunk_stats`` (the learner passes a ``torch.compile``d copy, whose
+    fused kernels read each slice of logits about twice instead of about ten times)."""
+    stats = stats or chunk_stats
     parts = []
     for start in range(0, hidden.shape[1], chunk):
         h, t = hidden[:, start : start + chunk], targets[:, start : start + chunk]
         if torch.is_grad_enabled():
-            parts.append(checkpoint(_chunk_stats, head, h, t, temperature, use_reentrant=False))
+            parts.append(checkpoint(stats, head, h, t, temperature, use_reentrant=False))
         else:
-            parts.append(_chunk_stats(head, h, t, temperature))
+            parts.append(stats(head, h, t, temperature))
     logp = torch.cat([p[0] for p in parts], dim=1)
     ent = torch.cat([p[1] for p in parts], dim=1)
     return logp, ent

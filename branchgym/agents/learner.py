@@ -1,7 +1,8 @@
 """The learner: token batches from trajectory records, the loss, and the optimiser step.
 
 It takes ``TokenSample``s (built from stored groups by ``samples_from_groups``, or from expert
-demonstrations for the cold start), pads them into micro-batches, accumulates gradients over a
+demonstrations for the cold start), pads them into micro-batches (or, with ``pack_length``,
+packs them into rows of that many tokens: see ``packing``), accumulates gradients over a
 minibatch and steps AdamW. Env tokens carry no loss: the mask comes from each segment's kind.
 The losses themselves live in ``losses.py`` as pure functions.
 """
@@ -9,6 +10,7 @@ The losses themselves live in ``losses.py`` as pure functions.
 from __future__ import annotations
 
 import random
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -17,7 +19,14 @@ import torch
 from transformers import PreTrainedModel
 
 from branchgym.agents.attribution import segment_advantages, segment_owners
-from branchgym.agents.hf import pad_batch, sequence_logprobs
+from branchgym.agents.hf import (
+    HEAD_CHUNK,
+    chunk_stats,
+    packed_logprobs,
+    pad_batch,
+    sequence_logprobs,
+)
+from branchgym.agents.lora import decoder
 from branchgym.agents.losses import (
     Aggregation,
     UpperClip,
@@ -29,6 +38,7 @@ from branchgym.agents.losses import (
     ppo_clip_loss,
     token_covariance,
 )
+from branchgym.agents.packing import pack, packing_exact
 from branchgym.trajectory import Group, SegmentKind, flatten
 
 Attribution = Literal["soft", "hard"]
@@ -54,6 +64,10 @@ class LearnerConfig:
     weight_decay: float = 0.0
     minibatch_size: int = 64  # sequences per optimiser step
     micro_batch_size: int = 32  # sequences per forward pass (gradient accumulation)
+    pack_length: int = 1024  # a forward pass packs its sequences into rows of this many tokens
+    # (0: pads them instead; models that cannot run packed are padded, with a warning)
+    compile: bool = False  # torch.compile the decoder and the output head's statistics (GPU)
+    head_chunk: int = HEAD_CHUNK  # positions per slice of full-vocabulary logits
     ppo_epochs: int = 1
     eps_low: float = 0.2
     eps_high: float = 0.28  # clip-higher, as ARPO / AEPO / DAPO use
@@ -125,6 +139,11 @@ class Learner:
         self.version = 0
         self._reference = None  # built on first use: never when kl_coef is 0
         self._cov_generator = torch.Generator().manual_seed(0)  # Clip-Cov's random tokens
+        self._packing: bool | None = None  # whether to pack: checked on first use
+        self._stats = None  # the head's log-prob and entropy function; compiled with cfg.compile
+        if cfg.compile:
+            decoder(model).base_model.compile()
+            self._stats = torch.compile(chunk_stats)
 
     def state_dict(self) -> dict:
         """The optimiser's state and the policy version (the weights are saved with the model)."""
@@ -166,7 +185,7 @@ class Learner:
         loss_sum = 0.0
         for micro in _chunks(samples, self.cfg.micro_batch_size):
             t = self._tensors(micro)
-            logp, _ = sequence_logprobs(self.model, t["ids"], t["attn"])
+            logp, _ = self._logprobs(self.model, t, 1.0)
             loss = -(logp * t["mask"]).sum() / max(total, 1)
             loss.backward()
             loss_sum += loss.item()
@@ -181,7 +200,7 @@ class Learner:
         stats: list[dict[str, float]] = []
         for micro in _chunks(batch, self.cfg.micro_batch_size):
             t = self._tensors(micro)
-            logp, ent = sequence_logprobs(self.model, t["ids"], t["attn"], self.temperature)
+            logp, ent = self._logprobs(self.model, t, self.temperature)
             adv = t["adv"]
             if self.cfg.entropy_advantage:  # z over this micro-batch's valid tokens
                 adv = entropy_aware_advantages(adv, ent, t["mask"], self.cfg.entropy_advantage)
@@ -235,24 +254,46 @@ class Learner:
 
             self.set_reference(copy.deepcopy(self.model))
         with torch.no_grad():
-            logp, _ = sequence_logprobs(self._reference, t["ids"], t["attn"], self.temperature)
+            logp, _ = self._logprobs(self._reference, t, self.temperature)
         return logp
 
-    def _tensors(self, micro: Sequence[TokenSample]) -> dict[str, torch.Tensor]:
-        """Shift everything by one: position t predicts token t+1."""
+    def _logprobs(self, model, t: dict, temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """Log-probs and entropies in the padded layout, run packed when ``pack_length`` is set."""
+        chunk, stats = self.cfg.head_chunk, self._stats
+        if "packed" in t:
+            return packed_logprobs(model, t["packed"], temperature, chunk, stats)
+        return sequence_logprobs(model, t["ids"], t["attn"], temperature, chunk, stats)
+
+    def _packs(self) -> bool:
+        """``pack_length`` is set and, checked once, packing is exact for this model."""
+        if self._packing is None:
+            self._packing = bool(self.cfg.pack_length) and packing_exact(self.model, self.pad_id)
+            if self.cfg.pack_length and not self._packing:
+                warnings.warn(
+                    f"{type(self.model).__name__} lets packed sequences attend to each other; "
+                    "the learner pads instead (set learner.pack_length = 0 to silence this)",
+                    stacklevel=3,
+                )
+        return self._packing
+
+    def _tensors(self, micro: Sequence[TokenSample]) -> dict:
+        """Shift everything by one: position t predicts token t+1. On the model's device."""
         ids, attn = pad_batch([s.ids for s in micro], self.pad_id)
         width = ids.shape[1] - 1
-        old = torch.zeros(len(micro), width)
-        mask = torch.zeros(len(micro), width)
+        old, mask, adv = (torch.zeros(len(micro), width) for _ in range(3))
         for i, s in enumerate(micro):
             n = len(s.ids) - 1
             old[i, :n] = torch.tensor(s.old_logprobs[1:])
             mask[i, :n] = torch.tensor(s.mask[1:], dtype=torch.float)
-        adv = torch.zeros(len(micro), width)
-        for i, s in enumerate(micro):
-            n = len(s.ids) - 1
             adv[i, :n] = torch.tensor(s.token_advantages[1:]) if s.token_advantages else s.advantage
-        return {"ids": ids, "attn": attn, "old": old, "mask": mask, "adv": adv}
+        device = next(self.model.parameters()).device
+        out: dict = {k: v.to(device) for k, v in (("ids", ids), ("attn", attn), ("old", old))}
+        out |= {"mask": mask.to(device), "adv": adv.to(device)}
+        if self._packs() and min(len(s.ids) for s in micro) > 1:
+            out["packed"] = pack([s.ids for s in micro], self.cfg.pack_length, self.pad_id).to(
+                device
+            )
+        return out
 
 
 def _chunks(items: Sequence, size: int):
