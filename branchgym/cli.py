@@ -71,12 +71,26 @@ def train(
     ray_workers: Annotated[
         int | None, typer.Option(help="rollout workers (and environment workers) on Ray")
     ] = None,
+    backend: Annotated[
+        str | None,
+        typer.Option(
+            help="the generator: hf (this process) | vllm (vLLM engine) | openai (a vLLM server "
+            "that takes weights; see README, Policy backends)"
+        ),
+    ] = None,
+    base_url: Annotated[
+        str | None, typer.Option(help="openai backend: the server, e.g. http://127.0.0.1:8000/v1")
+    ] = None,
+    served_model: Annotated[
+        str | None, typer.Option(help="openai backend: the served model name (default: --model)")
+    ] = None,
 ) -> None:
     """Cold-start SFT on expert demonstrations, then RL (GRPO-style updates on the sampled
     trees), with held-out evaluation. Flags override the config file, which overrides the
     preset."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from branchgym.agents.model import ModelLoadError
+    from branchgym.agents.openai import ServerError
     from branchgym.agents.protocol import TemplateError
     from branchgym.checkpoint import CheckpointError
     from branchgym.configio import ConfigError
@@ -88,8 +102,9 @@ def train(
     try:
         if resume is not None:
             _no_overrides_on_resume(
-                preset, config, seed, env, db, rl_steps, model, algo, sil, ray_address, ray_workers
-            )
+                preset, config, seed, env, db, rl_steps, model, algo, sil, ray_address, ray_workers,
+                backend, base_url, served_model,
+            )  # fmt: skip
             resume_run(resume, out or "runs", console)
             return
         cfg = _train_config(preset, config, env)
@@ -106,11 +121,16 @@ def train(
         if sil is not None:
             cfg = replace(cfg, rl=replace(cfg.rl, sil=sil))
         cfg = replace(cfg, ray=_ray_options(cfg.ray, ray, ray_address, ray_workers))
+        generator = {"backend": backend, "base_url": base_url, "served_model": served_model}
+        generator = {k: v for k, v in generator.items() if v is not None}
+        cfg = replace(cfg, backend=replace(cfg.backend, **generator))
         if cfg.chat_template and not cfg.model_path:
             raise typer.BadParameter("needs --model: the embedded model has no chat template")
         run_train(cfg, console)
     except TemplateError as exc:
         raise typer.BadParameter(str(exc), param_hint="--chat-template") from exc
+    except ServerError as exc:  # the openai backend's server: down, or cannot take weights
+        raise typer.BadParameter(str(exc), param_hint="--base-url") from exc
     except StoreError as exc:
         raise typer.BadParameter(str(exc), param_hint="--db") from exc
     except ModelLoadError as exc:

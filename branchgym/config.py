@@ -10,6 +10,7 @@ import math
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
+from branchgym.agents.backends import BACKENDS, BackendConfig
 from branchgym.agents.learner import LearnerConfig
 from branchgym.agents.lora import LoRAConfig
 from branchgym.agents.model import TinyModelConfig
@@ -86,6 +87,7 @@ class TrainConfig:
     lora: LoRAConfig = field(default_factory=LoRAConfig)  # rank 0: full fine-tuning
     ray: RayConfig = field(default_factory=RayConfig)  # enabled: rollouts on Ray actors
     eval: EvalConfig = field(default_factory=EvalConfig)
+    backend: BackendConfig = field(default_factory=BackendConfig)  # the generator: hf, vllm, openai
 
 
 # (key path, test, what it must be): the values a run cannot start with
@@ -149,12 +151,28 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         )
     if (cfg.ray.enabled and cfg.ray.rollout_workers < 1) or cfg.ray.env_workers < 1:
         raise ConfigError("ray.rollout_workers and ray.env_workers: must be >= 1")
+    _validate_backend(cfg)
     if cfg.rollout.arpo.initial > cfg.rollout.arpo.budget:
         raise ConfigError(
             f"rollout.arpo.initial ({cfg.rollout.arpo.initial}) exceeds rollout.arpo.budget "
             f"({cfg.rollout.arpo.budget}): the full samples are part of the budget"
         )
     return cfg
+
+
+def _validate_backend(cfg: TrainConfig) -> None:
+    backend = cfg.backend.backend
+    if backend not in BACKENDS:
+        raise ConfigError(f"backend.backend: {backend!r} is not one of {list(BACKENDS)}")
+    if backend != "hf" and cfg.ray.enabled:
+        raise ConfigError(f"backend {backend}: --ray samples with its workers' own copies (hf)")
+    if backend == "openai" and not cfg.backend.base_url:
+        raise ConfigError("backend openai needs --base-url, e.g. http://127.0.0.1:8000/v1")
+    if backend == "openai" and not cfg.model_path:
+        raise ConfigError(
+            "backend openai needs --model PATH: the policy folder the server serves (one written "
+            "by `branchgym train`), the server started on it before the run"
+        )
 
 
 def _get(cfg, path: str):

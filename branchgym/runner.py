@@ -7,7 +7,9 @@ A run folder holds everything a run needs to go on after a crash:
 - ``checkpoint.json`` and ``ckpt-NNNNNN/``: the weights, optimiser, RNG states, policy version
   and replay buffer after the last checkpointed step (``branchgym.checkpoint``);
 - ``trajectories.db`` (unless ``--db``), ``metrics.jsonl``, ``tb/``, and at the end
-  ``policy/``, ``summary.json`` and ``plots/``.
+  ``policy/``, ``summary.json`` and ``plots/``;
+- with ``--backend vllm`` (or ``openai``), ``generator/``: the weights handed to the generator
+  (``backend.weights_dir`` elsewhere), one ``v<version>/`` folder at a time; removed at the end.
 
 Resuming restores the checkpoint and forgets what the steps after it wrote (their groups in the
 store, their replay-buffer changes, their metric rows), then runs them again. Every random
@@ -20,6 +22,7 @@ from __future__ import annotations
 import copy
 import json
 import random
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict
@@ -29,11 +32,13 @@ import torch
 from rich.console import Console
 
 from branchgym import checkpoint, envs
+from branchgym.agents.backends import preflight, sampler_state, set_sampler_state
 from branchgym.agents.hf import HFPolicy
 from branchgym.agents.learner import Learner, samples_from_groups
 from branchgym.agents.lora import is_lora, load_lora, with_lora
 from branchgym.agents.model import n_params
 from branchgym.agents.protocol import TurnCodec, turn_format
+from branchgym.agents.weightsync import policy_version, sync_policy
 from branchgym.config import TrainConfig, validate
 from branchgym.configio import apply_overrides
 from branchgym.envs.wrappers import RestateInstruction
@@ -60,6 +65,7 @@ TOKENIZER = "tokenizer"
 SUMMARY = "summary.json"
 BASE = "base"  # with LoRA: the frozen base model, saved once
 REFERENCE = "reference"  # with learner.kl_coef: the policy RL started from
+GENERATOR = "generator"  # vllm / openai backends: the weights handed to the generator
 
 
 class ResumeError(RuntimeError):
@@ -102,6 +108,7 @@ def resume(run: str | Path, out_dir: str = "runs", console: Console | None = Non
     if (run_dir / SUMMARY).exists():
         raise ResumeError(f"run {run_dir} finished (it has {SUMMARY}); there is nothing to resume")
     cfg = load_run_config(run_dir)
+    _require_extras(cfg)
     ckpt = checkpoint.latest(run_dir)
     if ckpt is None:  # killed before the first checkpoint: start the recipe over, in place
         _seed(cfg)
@@ -157,7 +164,7 @@ def load_run_config(run_dir: Path) -> TrainConfig:
 
 def _require_extras(cfg: TrainConfig) -> None:
     """Fail in the first second, not after SFT, when the config needs an extra not installed
-    (the ImportError says which ``pip install`` brings it)."""
+    (the ImportError says which ``pip install`` brings it) or a server that is not there."""
     if cfg.ray.enabled:
         from branchgym.distributed import require_ray
 
@@ -166,6 +173,7 @@ def _require_extras(cfg: TrainConfig) -> None:
         from branchgym.agents.lora import require_peft
 
         require_peft()
+    preflight(cfg.backend)  # vLLM installed, or the server up and able to take weights
 
 
 def _has_signal(group) -> bool:
@@ -195,7 +203,7 @@ class _Run:
         self.codec = TurnCodec(tokenizer, turn_format(tokenizer, cfg.chat_template))
         pad_id = tokenizer.pad_token_id
         self.make_env = env_factory(cfg)
-        self.policy = HFPolicy(model, tokenizer, pad_id, seed=cfg.seed)
+        self.policy = _generator(cfg, model, tokenizer, run_dir)
         self.learner = Learner(model, pad_id, cfg.learner, temperature=cfg.rollout.temperature)
         self.manager = RolloutManager(self.make_env, self.policy, self.codec, cfg.rollout)
         self.buffer = ReplayBuffer(store, self.run_id, cfg.replay) if cfg.rl.sil else None
@@ -209,6 +217,7 @@ class _Run:
         if ckpt is not None:
             self._restore(ckpt.state)
         self.store.delete_groups(self.run_id, start)  # steps taken after the checkpoint
+        self._sync()
         self.console.print(
             f"run {self.run_id}: model {n_params(self.model) / 1e6:.2f}M params, "
             f"vocab {len(self.tokenizer)}"
@@ -230,6 +239,8 @@ class _Run:
         finally:
             if self.sampler is not None:
                 self.sampler.close()
+            if hasattr(self.policy, "close"):  # the vLLM engine's processes
+                self.policy.close()
             self.store.close()
         return self._finish(rl)
 
@@ -242,6 +253,7 @@ class _Run:
             demo_tasks = task_refs(cfg.env_id, "train", cfg.sft.demos, start=start)
             demos = expert_demos(self.make_env, demo_tasks, self.codec, cfg.sft.noise, cfg.seed)
             run_sft(self.learner, demos, cfg, bar)
+            self._sync()
         self.sft = self._evaluate()
         self.console.print(f"SFT policy: held-out success {_line(self.sft)}")
         if cfg.learner.kl_coef:  # the KL term's anchor, kept for resumed runs
@@ -309,7 +321,7 @@ class _Run:
                 metrics |= {f"sil/{k}": v for k, v in stats.items()}
         if self.buffer is not None:
             metrics["sil/share"] = len(replayed) / max(len(replayed) + len(samples), 1)
-        self.policy.reset_cache()
+        self._sync()
         if self.sampler is not None:
             self.sampler.sync(self.model, self.learner.version)
         n_trajs = sum(len(g.trajectories) for g in groups)
@@ -319,8 +331,9 @@ class _Run:
         return row | {"seconds": time.time() - t0}
 
     def _collect(self, tasks, step: int) -> tuple[list, list[int]]:
-        """This step's groups, with advantages, written to the store: here, or on Ray."""
-        version = self.learner.version
+        """This step's groups, with advantages, written to the store: here, or on Ray. They
+        carry the version of the weights they were sampled with."""
+        version = policy_version(self.policy, self.learner.version)
         if self.sampler is not None:
             return self.sampler.collect(self.store, tasks, step, version)
         rollouts = self.manager.rollout(tasks, step=step, version=version)
@@ -330,6 +343,11 @@ class _Run:
     def _replay(self, group_ids: list[int], step: int) -> tuple[list, dict]:
         self.buffer.admit(group_ids)
         return replay_samples(self.buffer, self.learner.version, step, self.cfg, self.rng)
+
+    def _sync(self) -> None:
+        """Hand the current weights to the generator (vllm, openai) as the learner's version;
+        the hf policy shares the model and only drops its cache."""
+        sync_policy(self.policy, self.model, self.learner.version)
 
     def _evaluate(self) -> dict[str, EvalResult]:
         return evaluate_policy(self.make_env, self.policy, self.codec, self.cfg)
@@ -342,7 +360,7 @@ class _Run:
             "manager": self.manager.state_dict(),
             "rng": self.rng.getstate(),
             "torch_rng": torch.get_rng_state(),
-            "sampler_rng": self.policy.generator.get_state(),
+            "sampler_rng": sampler_state(self.policy),
             "replay": self.buffer.snapshot() if self.buffer is not None else None,
             "sft": {k: asdict(v) for k, v in self.sft.items()},
             "elapsed": time.time() - self.t_start,
@@ -359,7 +377,7 @@ class _Run:
         self.manager.load_state_dict(state["manager"])
         self.rng.setstate(state["rng"])
         torch.set_rng_state(state["torch_rng"])
-        self.policy.generator.set_state(state["sampler_rng"])
+        set_sampler_state(self.policy, state["sampler_rng"])
         if self.buffer is not None:
             self.buffer.restore(state["replay"] or {"entries": [], "baselines": []})
         self.sft = {k: EvalResult(**v) for k, v in state["sft"].items()}
@@ -374,6 +392,8 @@ class _Run:
             model = model.merge_and_unload()
         model.save_pretrained(self.run_dir / "policy")
         self.tokenizer.save_pretrained(self.run_dir / "policy")
+        if self.cfg.backend.backend != "hf" and not self.cfg.backend.weights_dir:
+            shutil.rmtree(self.run_dir / GENERATOR, ignore_errors=True)  # copies of the weights
         summary = _summary(self.cfg, self.sft, rl, self.t_start)
         (self.run_dir / SUMMARY).write_text(json.dumps(summary, indent=2))
         from branchgym.plots import plot_run
@@ -381,6 +401,19 @@ class _Run:
         plot_run(self.run_dir, window=max(1, self.cfg.rl.steps // 20))
         _print_table(self.console, self.sft, rl, self.cfg, self.run_dir)
         return summary
+
+
+def _generator(cfg: TrainConfig, model, tokenizer, run_dir: Path):
+    """The policy rollouts and evaluation sample with: ``HFPolicy`` on the learner's own model,
+    or a vLLM engine or server that takes the weights after each update."""
+    if cfg.backend.backend == "hf":
+        return HFPolicy(model, tokenizer, tokenizer.pad_token_id, seed=cfg.seed)
+    from branchgym.agents.backends import training_policy
+
+    weights_dir = Path(cfg.backend.weights_dir or run_dir / GENERATOR)
+    return training_policy(
+        cfg.backend, model, tokenizer, weights_dir, cfg.seed, cfg.model_path, cfg.chat_template
+    )
 
 
 def _open_store(cfg: TrainConfig, run_id: str, run_dir: Path) -> TrajectoryStore:

