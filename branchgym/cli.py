@@ -296,14 +296,18 @@ def report(
 
 @app.command()
 def rollout(
-    env: Annotated[
-        str, typer.Option(help="any registered gymnasium id")
-    ] = "branchgym/Household-v0",
-    algo: Annotated[str, typer.Option(help="grpo | arpo | aepo")] = "grpo",
-    n: Annotated[int, typer.Option(help="trajectories per task (ARPO/AEPO: the budget M)")] = 16,
-    tasks: Annotated[int, typer.Option(help="how many tasks")] = 8,
-    split: Annotated[str, typer.Option(help="train | seen | unseen")] = "train",
-    db: Annotated[str, typer.Option(help="SQLAlchemy URL of the store")] = "sqlite:///branchgym.db",
+    config: Annotated[
+        Path | None,
+        typer.Option(help="a TOML, YAML or JSON file of `CollectConfig` keys; flags win over it"),
+    ] = None,
+    env: Annotated[str | None, typer.Option(help="any registered gymnasium id")] = None,
+    algo: Annotated[str | None, typer.Option(help="grpo | arpo | aepo")] = None,
+    n: Annotated[
+        int | None, typer.Option(help="trajectories per task (ARPO/AEPO: the budget M)")
+    ] = None,
+    tasks: Annotated[int | None, typer.Option(help="how many tasks")] = None,
+    split: Annotated[str | None, typer.Option(help="train | seen | unseen")] = None,
+    db: Annotated[str | None, typer.Option(help="SQLAlchemy URL of the store")] = None,
     model: Annotated[
         str | None, typer.Option(help="a policy folder; default: the untrained embedded model")
     ] = None,
@@ -311,21 +315,24 @@ def rollout(
         list[str] | None,
         typer.Option("--import", help="a module to import first (it registers environments)"),
     ] = None,
-    seed: Annotated[int, typer.Option(help="seed for the model, sampling and tasks")] = 0,
-    max_turns: Annotated[int, typer.Option(help="turns per path")] = 15,
+    seed: Annotated[int | None, typer.Option(help="seed for the model, sampling and tasks")] = None,
+    max_turns: Annotated[int | None, typer.Option(help="turns per path")] = None,
     env_kwargs: Annotated[
-        str,
+        str | None,
         typer.Option(help="JSON keyword arguments for the env, e.g. '{\"max_receptacles\": 8}'"),
-    ] = "{}",
+    ] = None,
     restate: Annotated[
-        bool, typer.Option(help="append the task to every observation, as `train` does")
-    ] = False,
+        bool | None,
+        typer.Option("--restate/--no-restate", help="append the task to every observation"),
+    ] = None,
     processes: Annotated[
-        bool, typer.Option(help="run each environment in its own process (CPU-heavy envs)")
-    ] = False,
+        bool | None,
+        typer.Option("--processes/--no-processes", help="each environment in its own process"),
+    ] = None,
     backend: Annotated[
-        str, typer.Option(help="hf (in this process) | vllm (vLLM engine) | openai (a server)")
-    ] = "hf",
+        str | None,
+        typer.Option(help="hf (in this process) | vllm (vLLM engine) | openai (a server)"),
+    ] = None,
     base_url: Annotated[
         str | None, typer.Option(help="openai backend: the server, e.g. http://127.0.0.1:8000/v1")
     ] = None,
@@ -333,49 +340,70 @@ def rollout(
         str | None, typer.Option(help="openai backend: the served model name (default: --model)")
     ] = None,
     chat_template: Annotated[
-        bool, typer.Option(help="turns in the --model's own chat template, not branchgym's")
-    ] = False,
+        bool | None,
+        typer.Option("--chat-template/--no-chat-template", help="the --model's own chat template"),
+    ] = None,
 ) -> None:
-    """Collect trajectory trees into the store without training; print their metrics as JSON."""
+    """Collect trajectory trees into the store without training; print their metrics as JSON.
+
+    Defaults are ``CollectConfig``'s; a ``--config`` file overrides them, and flags override
+    the file."""
     import json
+    from dataclasses import replace
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from branchgym.agents.backends import BackendConfig
     from branchgym.collect import CollectConfig, collect
+    from branchgym.configio import ConfigError, apply_overrides, read_mapping
 
-    if algo not in ("grpo", "arpo", "aepo"):
-        raise typer.BadParameter(f"unknown algorithm {algo!r}; choose grpo, arpo or aepo")
-    for name, value in (("--n", n), ("--tasks", tasks), ("--max-turns", max_turns)):
-        if value < 1:
-            raise typer.BadParameter(f"must be at least 1, got {value}", param_hint=name)
     try:
-        kwargs = json.loads(env_kwargs)
-        assert isinstance(kwargs, dict)
-    except (ValueError, AssertionError):
-        msg = f"not a JSON object: {env_kwargs!r}"
-        raise typer.BadParameter(msg, param_hint="--env-kwargs") from None
-    cfg = CollectConfig(
-        env_id=env,
-        env_kwargs=kwargs,
-        restate_instruction=restate,
-        algo=algo,  # type: ignore[arg-type]
-        n=n,
-        tasks=tasks,
-        split=split,
-        db=db,
-        model_path=model,
-        seed=seed,
-        max_turns=max_turns,
-        imports=tuple(import_ or ()),
-        env_processes=processes,
-        backend=BackendConfig(backend, base_url, served_model),  # type: ignore[arg-type]
-        chat_template=chat_template,
-    )
+        cfg = apply_overrides(CollectConfig(), read_mapping(config) if config else {})
+    except ConfigError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--config") from exc
+    flags = {
+        "env_id": env,
+        "algo": algo,
+        "n": n,
+        "tasks": tasks,
+        "split": split,
+        "db": db,
+        "model_path": model,
+        "seed": seed,
+        "max_turns": max_turns,
+        "restate_instruction": restate,
+        "env_processes": processes,
+        "chat_template": chat_template,
+        "imports": tuple(import_) if import_ else None,
+        "env_kwargs": _json_object(env_kwargs, "--env-kwargs") if env_kwargs else None,
+    }
+    cfg = replace(cfg, **{k: v for k, v in flags.items() if v is not None})
+    served = {"backend": backend, "base_url": base_url, "served_model": served_model}
+    cfg = replace(cfg, backend=replace(cfg.backend, **{k: v for k, v in served.items() if v}))
+    _check_collect(cfg)
     try:
         result = collect(cfg, progress=lambda done, total: console.print(f"{done}/{total} trees"))
     except Exception as exc:  # one readable line for the usual mistakes, not a traceback
         _fail(exc)
     typer.echo(json.dumps(result))
+
+
+def _json_object(text: str, hint: str) -> dict:
+    import json
+
+    try:
+        value = json.loads(text)
+    except ValueError:
+        value = None
+    if not isinstance(value, dict):
+        raise typer.BadParameter(f"not a JSON object: {text!r}", param_hint=hint)
+    return value
+
+
+def _check_collect(cfg) -> None:
+    if cfg.algo not in ("grpo", "arpo", "aepo"):
+        raise typer.BadParameter(f"unknown algorithm {cfg.algo!r}; choose grpo, arpo or aepo")
+    for name, value in (("--n", cfg.n), ("--tasks", cfg.tasks), ("--max-turns", cfg.max_turns)):
+        if value < 1:
+            raise typer.BadParameter(f"must be at least 1, got {value}", param_hint=name)
 
 
 def _fail(exc: Exception) -> None:

@@ -232,6 +232,31 @@ def test_rollout_rejects_unknown_env_and_algo(tmp_path):
     assert not (tmp_path / "r.db").exists()  # nothing written for a bad command
 
 
+def test_rollout_reads_a_config_file_and_flags_win_over_it(tmp_path, monkeypatch):
+    from branchgym import collect as collect_mod
+
+    seen = []
+    monkeypatch.setattr(collect_mod, "collect", lambda cfg, progress=None: seen.append(cfg) or {})
+    cfg_file = tmp_path / "rollout.toml"
+    cfg_file.write_text(
+        'env_id = "branchgym/SearchQA-v0"\nalgo = "aepo"\nn = 8\ntasks = 3\n'
+        "[env_kwargs]\nmax_hops = 2\n[backend]\ntimeout = 5.0\n"
+    )
+    result = runner.invoke(app, ["rollout", "--config", str(cfg_file), "--n", "4"])
+    assert result.exit_code == 0, result.output
+    (cfg,) = seen
+    assert (cfg.env_id, cfg.algo, cfg.n, cfg.tasks) == ("branchgym/SearchQA-v0", "aepo", 4, 3)
+    assert cfg.env_kwargs == {"max_hops": 2} and cfg.backend.timeout == 5.0
+    assert cfg.max_turns == collect_mod.CollectConfig.max_turns  # untouched: the default
+    cfg_file.write_text("n = 8\nbranches = 2\n")
+    result = runner.invoke(app, ["rollout", "--config", str(cfg_file)])
+    assert result.exit_code == 2 and "branches: unknown key" in result.output
+    cfg_file.write_text("n = 0\n")
+    result = runner.invoke(app, ["rollout", "--config", str(cfg_file)])
+    assert result.exit_code == 2 and "must be at least 1" in result.output
+    assert len(seen) == 1
+
+
 @pytest.mark.slow
 def test_bench_branching_runs_with_a_tiny_budget():
     args = ["bench", "branching", "--set", "tasks=2", "--set", "demos=16", "--set", "sft_steps=2"]
