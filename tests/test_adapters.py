@@ -96,6 +96,7 @@ def test_snapshots_pickle_for_subprocess_envs():
         ("  look  ", "look"),
         ("open\ndoor", "open door"),
         ("a\x00\x01b\tc", "a b c"),
+        ("take \ud800 key", "take \ufffd key"),  # a lone surrogate cannot be UTF-8 encoded
     ],
 )
 def test_clean_action_makes_one_printable_line(action, command):

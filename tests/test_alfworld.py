@@ -13,6 +13,7 @@ import importlib.util
 import json
 import pickle
 import random
+import sys
 from pathlib import Path
 
 import pytest
@@ -172,7 +173,9 @@ def test_planner_expert_wins_with_alfworlds_texts(env):
     assert info["instruction"] == f"{TASK}."
 
 
-@pytest.mark.parametrize("command", ["go to countertop 2", "Go to cabinet 1", "", None, "\x00"])
+@pytest.mark.parametrize(
+    "command", ["go to countertop 2", "Go to cabinet 1", "", None, "\x00", "\ud800"]
+)
 def test_inadmissible_commands_are_nothing_happens(env, command):
     _, info = env.reset(seed=0)
     obs, reward, terminated, _, info = env.step(command)
@@ -182,6 +185,27 @@ def test_inadmissible_commands_are_nothing_happens(env, command):
         False,
         False,
     )
+
+
+def test_the_adapter_answers_inadmissible_commands_as_the_engine_does(env):
+    """The adapter keeps inadmissible commands from the engine, which would spend a whole step
+    (re-deriving every admissible command, re-planning) to say "Nothing happens."."""
+    env.reset(seed=0)
+    env.step("go to cabinet 1")
+    obs, _, _, _, info = env.step("open the cabinet")
+    state, _, _ = env.unwrapped._engine.step("open the cabinet")  # the engine's own answer
+    assert (obs, info["valid_action"]) == (state.feedback, False)
+    assert info["admissible_commands"] == state.admissible_commands
+    assert info["expert_plan"] == state["policy_commands"] and not info["won"]
+
+
+def test_the_engine_leaves_sys_argv_alone(env, monkeypatch):
+    # Fast Downward's translator sets sys.argv = ["translate.py", "domain", "task"].
+    monkeypatch.setattr(sys, "argv", ["branchgym", "train"])
+    env.reset(seed=0)
+    env.step("go to cabinet 1")
+    env.reset(seed=1)
+    assert sys.argv == ["branchgym", "train"]
 
 
 def _play(env, actions):

@@ -89,7 +89,10 @@ def test_invalid_command_is_engine_text_not_an_error(env):
     assert env.step("  " + command.upper() + " ")[4]["valid_action"]
 
 
-@pytest.mark.parametrize("action", ["", "\\q", "look\nquit", "x" * 5000, None, 42])
+# A lone surrogate and a multi-byte cut at Jericho's 197 bytes raised inside Jericho once.
+@pytest.mark.parametrize(
+    "action", ["", "\\q", "look\nquit", "x" * 5000, None, 42, "\ud800", "a" + "é" * 150]
+)
 def test_garbage_actions_never_raise(env, action):
     env.reset(seed=2)
     obs, _, terminated, _, info = env.step(action)
@@ -169,10 +172,3 @@ def test_missing_game_file_is_a_clear_error(tmp_path):
         branchgym.envs.make(ENV_ID, game_file=str(tmp_path / "nope.z8"))
     with pytest.raises(ValueError, match="game_file"):
         branchgym.envs.make(ENV_ID)
-
-
-def test_fuzzed_actions_always_come_back_as_observations(game):
-    """1,000 generated actions (50 episodes of 20) against the real engine."""
-    from tests.test_fuzz import fuzz_env, household_actions
-
-    fuzz_env(ENV_ID, household_actions, episodes=50, game_file=game)

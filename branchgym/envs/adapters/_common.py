@@ -25,6 +25,7 @@ OBSERVATIONS = gym.spaces.Text(max_length=65_536, charset=string.printable)
 ACTIONS = gym.spaces.Text(max_length=4096, charset=string.printable)
 MAX_ACTION_CHARS = 1000
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+_SURROGATES = re.compile("[\ud800-\udfff]")
 
 
 def require(module: str, pip_name: str, load: bool = True) -> ModuleType | None:
@@ -49,11 +50,14 @@ def clean_action(action: Any) -> str:
 
     Engines read a newline as the end of a command and a non-string as a crash, so anything
     the policy wrote becomes one line of text; a non-string becomes the empty command, which
-    every engine answers with its own "say again" text.
+    every engine answers with its own "say again" text. A lone surrogate (``"\\ud800"``, which
+    no UTF-8 text holds but a Python str may) becomes U+FFFD: TextWorld and ScienceWorld
+    encode the command as UTF-8 and would fail deep inside Jericho or py4j.
     """
     if not isinstance(action, str):
         return ""
-    return _CONTROL.sub(" ", action)[:MAX_ACTION_CHARS].strip()
+    command = _CONTROL.sub(" ", action)[:MAX_ACTION_CHARS]
+    return _SURROGATES.sub("\ufffd", command).strip()
 
 
 def episode_seed(

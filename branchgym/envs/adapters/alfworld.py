@@ -24,19 +24,25 @@ alfworld creates ``$ALFWORLD_DATA`` (``~/.cache/alfworld`` when unset): alfworld
   ``expert_plan`` (the planner's plan from the current state, re-planned every step;
   ``expert_plan=False`` skips it), ``won``, ``valid_action``, ``game_file``.
 - An action is valid when it is exactly one of the admissible commands, which is the engine's
-  own rule: anything else is "Nothing happens." and changes nothing.
+  own rule: anything else is "Nothing happens." and changes nothing. The adapter answers those
+  itself, with the engine's text and the state's own lists: sent to the engine, each would
+  cost a full step (20 to 80 ms of re-deriving every admissible command and re-planning) to
+  change nothing. So an invalid action costs microseconds, a valid one the engine's step.
 - Reward 1 on the step that wins (the engine's score), else 0; ``terminated`` on the win.
 - Snapshots replay (``_replay``): the PDDL state lives in Fast Downward's library and the
   engine has no ``copy()``. A restore costs a reset (0.1 to 1.2 s, by world size) plus one
-  engine step per action since it (20 to 80 ms, most of it listing admissible commands).
+  engine step per valid action since it (20 to 80 ms, most of it listing admissible commands).
+- Fast Downward's translator replaces ``sys.argv`` with its own each time a game loads or
+  resets; the adapter puts the process's back.
 """
 
 from __future__ import annotations
 
 import io
 import os
-from collections.abc import Sequence
-from contextlib import redirect_stderr, redirect_stdout
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from functools import lru_cache
 from typing import Any, ClassVar
 
@@ -60,6 +66,7 @@ SPLIT_DIRS = {
     "valid_unseen": "valid_unseen",
 }
 TASK_PREFIX = "Your task is to: "
+NOTHING_HAPPENS = "Nothing happens."  # the engine's text for a command that is not admissible
 ALL_TASK_TYPES = (1, 2, 3, 4, 5, 6)  # ALFWorld's TASK_TYPES ids: pick_and_place_simple ...
 
 
@@ -119,7 +126,8 @@ class ALFWorldEnv(ReplaySnapshots, gym.Env[str, str]):
         valid = command in self._info["admissible_commands"]
         self._obs = self._engine_step(command)
         won_before = self._info["won"]
-        self._info = self._read_info(valid)
+        # An invalid command left the state, so its admissible commands and plan, as they were.
+        self._info = self._read_info(valid) if valid else {**self._info, "valid_action": False}
         reward = float(self._info["won"] and not won_before)
         return self._obs, reward, self._info["won"], False, public_info(self._info)
 
@@ -158,15 +166,20 @@ class ALFWorldEnv(ReplaySnapshots, gym.Env[str, str]):
         if game != self._game:
             self.close()
             wrappers = [self._alfred.AlfredDemangler(shuffle=False), self._alfred.AlfredInfos]
-            self._engine = self._tw.start(game, self._request_infos(), wrappers=wrappers)
+            with _keep_argv():
+                self._engine = self._tw.start(game, self._request_infos(), wrappers=wrappers)
             self._game = game
-        self._state = self._engine.reset()
+        with _keep_argv():
+            self._state = self._engine.reset()
         self._episode, self._actions = game, []
         return str(self._state.feedback)
 
     def _engine_step(self, command: str) -> str:
-        self._state, _, _ = self._engine.step(command)
         self._actions.append(command)
+        if command not in self._state.admissible_commands:
+            # What PddlEnv.step answers when no action's command matches, state unchanged.
+            return NOTHING_HAPPENS
+        self._state, _, _ = self._engine.step(command)
         return str(self._state.feedback)
 
     def _request_infos(self) -> Any:
@@ -184,6 +197,17 @@ class ALFWorldEnv(ReplaySnapshots, gym.Env[str, str]):
             "valid_action": valid,
             "game_file": self._episode,
         }
+
+
+@contextmanager
+def _keep_argv() -> Iterator[None]:
+    """Undo Fast Downward's ``pddl2sas``, which sets ``sys.argv = ["translate.py", ...]`` for
+    its option parser whenever a game's PDDL is translated (each load and reset)."""
+    argv = sys.argv
+    try:
+        yield
+    finally:
+        sys.argv = argv
 
 
 def _task(intro: str) -> str:

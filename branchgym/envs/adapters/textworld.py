@@ -44,7 +44,7 @@ from branchgym.envs.adapters._common import (
 )
 from branchgym.envs.adapters._replay import ReplaySnapshots
 
-JERICHO_MAX_CHARS = 190
+JERICHO_MAX_BYTES = 190
 
 
 def clean_feedback(feedback: str) -> str:
@@ -105,8 +105,10 @@ class TextWorldEnv(ReplaySnapshots, gym.Env[str, str]):
         if self._state is None:
             raise gym.error.ResetNeeded("call reset() before step()")
         # Dumb-frotz reads a backslash as the start of an interpreter escape, not game text, and
-        # Jericho cuts commands at 197 bytes (with a warning).
-        command = clean_action(action).replace("\\", " ")[:JERICHO_MAX_CHARS].strip()
+        # Jericho cuts commands at 197 UTF-8 bytes, with a warning that fails to decode the cut
+        # when it splits a character ("é" * 100): cut them shorter here, on a character.
+        command = clean_action(action).replace("\\", " ")
+        command = command.encode()[:JERICHO_MAX_BYTES].decode(errors="ignore").strip()
         valid = _norm(command) in {_norm(c) for c in self._info["admissible_commands"]}
         before = self._score
         self._obs = self._engine_step(command)
