@@ -22,6 +22,7 @@ from torch.utils.checkpoint import checkpoint
 from transformers import PreTrainedModel
 from transformers.cache_utils import DynamicCache
 
+from branchgym.agents.attention import gqa_attention
 from branchgym.agents.lora import decoder
 from branchgym.agents.packing import PackedBatch, unpack
 from branchgym.agents.policy import Generation, GenerationRequest
@@ -62,8 +63,9 @@ class HFPolicy:
         was_training = self.model.training
         self.model.eval()
         try:
-            logits = self._prefill(requests)
-            return self._decode(logits, requests)
+            with gqa_attention(self.model):
+                logits = self._prefill(requests)
+                return self._decode(logits, requests)
         finally:
             self.model.train(was_training)
 
