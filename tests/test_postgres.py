@@ -10,11 +10,13 @@ import uuid
 
 import pytest
 from sqlalchemy import text
+from sqlalchemy.exc import DataError
 
 from branchgym.rollouts.replay import ReplayBuffer, ReplayConfig
-from branchgym.rollouts.store import TrajectoryStore
+from branchgym.rollouts.store import StoreError, TrajectoryStore
 from tests.test_attribution import GROUP as TREE
 from tests.test_replay import SPEC, group
+from tests.test_store import assert_rows_match_core_path
 
 pytestmark = pytest.mark.postgres
 WRITERS, GROUPS_EACH = 4, 25
@@ -53,6 +55,27 @@ def test_model_text_with_nul_characters_round_trips(postgres_url):
         store.create_run("r", {})
         back = store.load_group(store.write_group("r", tree))
     assert [s.text for s in back.segments] == [s.text for s in tree.segments]
+
+
+def test_rows_match_the_core_insert_path(postgres_url):
+    """Segments and trajectories go in by COPY on PostgreSQL: the same rows as Core inserts."""
+    assert_rows_match_core_path(fresh_db(postgres_url), fresh_db(postgres_url))
+
+
+def test_failed_write_leaves_nothing_and_unknown_run_is_refused(postgres_url):
+    from dataclasses import replace
+
+    bad = replace(TREE.trajectories[-1], tool_calls=2**40)  # out of the int4 column's range
+    tree = replace(TREE, trajectories=(*TREE.trajectories[:-1], bad))
+    with TrajectoryStore(fresh_db(postgres_url)) as store:
+        store.create_run("r", {})
+        with pytest.raises(DataError, match="out of range"):  # COPY's error, as SQLAlchemy's
+            store.write_group("r", tree)
+        with pytest.raises(StoreError, match="create_run"):
+            store.write_group("nope", TREE)
+        assert store.list_runs()[0].n_groups == 0
+        gid = store.write_group("r", TREE)  # the connection is usable again
+        assert store.load_group(gid).trajectories == TREE.trajectories
 
 
 def _writer(url: str, worker: int, start) -> None:

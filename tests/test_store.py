@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from sqlalchemy import func, select, text
+from sqlalchemy import func, insert, select, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from branchgym.rollouts import schema
@@ -75,6 +76,54 @@ def count_rows(store: TrajectoryStore) -> tuple[int, int, int]:
             conn.execute(select(func.count()).select_from(t)).scalar_one()
             for t in (GroupRow.__table__, SegmentRow.__table__, TrajectoryRow.__table__)
         )
+
+
+def core_write(store: TrajectoryStore, run_id: str, group: Group) -> None:
+    """Write ``group`` the way the store did before its rows bypassed SQLAlchemy's parameter
+    processing: Core ``executemany`` inserts of ``schema``'s values."""
+    with store.sessions.begin() as session:
+        row = schema.group_row(run_id, group)
+        session.add(row)
+        session.flush()
+        segs = [schema.segment_values(s, i) for i, s in enumerate(group.segments)]
+        trajs = [schema.trajectory_values(t) for t in group.trajectories]
+        for table, rows in ((SegmentRow, segs), (TrajectoryRow, trajs)):
+            session.execute(insert(table), [{"group_id": row.id, **r} for r in rows])
+
+
+def stored_rows(store: TrajectoryStore) -> dict[str, list[tuple]]:
+    """Every row of the group tables (on SQLite with each value's storage class)."""
+    out = {}
+    with store.engine.connect() as conn:
+        for table in (GroupRow.__table__, SegmentRow.__table__, TrajectoryRow.__table__):
+            order = table.primary_key.columns
+            out[table.name] = [tuple(r) for r in conn.execute(select(table).order_by(*order))]
+            if conn.dialect.name == "sqlite":
+                kinds = select(*(func.typeof(c) for c in table.columns)).order_by(*order)
+                out[table.name + " types"] = [tuple(r) for r in conn.execute(kinds)]
+    return out
+
+
+def assert_rows_match_core_path(url_a: str, url_b: str) -> None:
+    """The store's own write and ``core_write`` leave the same rows in two fresh databases."""
+    from tests.test_attribution import GROUP as TREE
+
+    odd = "tab\tnew\nline back\\slash %s %(x)s ? ' \" \x00 \x1b ü\r"
+    base = make_group()
+    texts = Group(
+        base.task, 1, 5, tuple(replace(s, text=odd) for s in base.segments), base.trajectories
+    )
+    with TrajectoryStore(url_a) as a, TrajectoryStore(url_b) as b:
+        for store in (a, b):
+            store.create_run("r", {})
+        for group in (base, TREE, texts):
+            a.write_group("r", group)
+            core_write(b, "r", group)
+        assert stored_rows(a) == stored_rows(b)
+
+
+def test_rows_match_the_core_insert_path(tmp_path: Path) -> None:
+    assert_rows_match_core_path(f"sqlite:///{tmp_path / 'a.db'}", f"sqlite:///{tmp_path / 'b.db'}")
 
 
 def test_round_trip_preserves_structure(store: TrajectoryStore) -> None:
