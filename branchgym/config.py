@@ -10,7 +10,7 @@ import math
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
-from branchgym.agents.backends import BACKENDS, BackendConfig
+from branchgym.agents.backends import BACKENDS, BackendConfig, server_urls
 from branchgym.agents.learner import LearnerConfig
 from branchgym.agents.lora import LoRAConfig
 from branchgym.agents.model import TinyModelConfig
@@ -149,8 +149,11 @@ def validate(cfg: TrainConfig) -> TrainConfig:
             "ray: every worker writes to the store, so it must be a database server they all "
             "reach: --db postgresql://USER@HOST:PORT/DB"
         )
-    if (cfg.ray.enabled and cfg.ray.rollout_workers < 1) or cfg.ray.env_workers < 1:
-        raise ConfigError("ray.rollout_workers and ray.env_workers: must be >= 1")
+    if (cfg.ray.enabled and cfg.ray.rollout_workers < 1) or cfg.ray.env_workers < 0:
+        raise ConfigError(
+            "ray.rollout_workers must be >= 1, ray.env_workers >= 0 (0: environments live in "
+            "the rollout workers)"
+        )
     _validate_backend(cfg)
     if cfg.rollout.arpo.initial > cfg.rollout.arpo.budget:
         raise ConfigError(
@@ -164,8 +167,15 @@ def _validate_backend(cfg: TrainConfig) -> None:
     backend = cfg.backend.backend
     if backend not in BACKENDS:
         raise ConfigError(f"backend.backend: {backend!r} is not one of {list(BACKENDS)}")
-    if backend != "hf" and cfg.ray.enabled:
-        raise ConfigError(f"backend {backend}: --ray samples with its workers' own copies (hf)")
+    if backend == "vllm" and cfg.ray.enabled:
+        raise ConfigError(
+            "backend vllm: --ray samples in its workers, with their own HF copies (hf) or "
+            "through vLLM servers (backend openai, --base-url URL[,URL...])"
+        )
+    if len(server_urls(cfg.backend)) > 1 and not cfg.ray.enabled:
+        raise ConfigError(
+            "backend.base_url: several servers need --ray (its rollout workers share them)"
+        )
     if backend == "openai" and not cfg.backend.base_url:
         raise ConfigError("backend openai needs --base-url, e.g. http://127.0.0.1:8000/v1")
     if backend == "openai" and not cfg.model_path:

@@ -8,14 +8,17 @@ Nothing here is home-made scheduling: Ray runs the actors and moves the weights,
   ``restore`` are remote calls; CPU-heavy simulators so run beside, not inside, generation.
   Each call costs a Ray round trip (about a millisecond), far more than a household step, so
   with ``ray.env_workers = 0`` each rollout worker hosts its environments itself.
-- **Rollout workers** (``RolloutWorker``): actors that each hold a copy of the policy and a
-  ``RolloutManager``. ``rollout(tasks, step, version)`` samples the trees, gives each group its
-  advantages, writes the groups to the store (each in one transaction, tagged with the worker's
-  name and the policy version) and returns their ids.
+- **Rollout workers** (``RolloutWorker``): actors that each hold a copy of the policy (or, with
+  ``backend.backend = "openai"``, a client of one of the vLLM servers in ``backend.base_url``,
+  round robin) and a ``RolloutManager``. ``rollout(tasks, step, version)`` samples the trees,
+  gives each group its advantages, writes the groups to the store (each in one transaction,
+  tagged with the worker's name and the policy version) and returns their ids.
 - **The learner** is the ``branchgym train`` process. ``RaySampler.collect`` spreads a step's
   tasks over the rollout workers and reads the written groups back from the store;
   ``RaySampler.sync`` puts the updated weights into Ray's object store once (the trainable
   ones only: with LoRA, just the adapters) and every worker loads them before its next rollout.
+  With servers, the learner's own generator has loaded the new weights into every server
+  (``OpenAIPolicy`` mirrors) and the workers only learn the version.
 
 Multi-node: start a Ray cluster (``ray start --head`` on one node, ``ray start --address
 HEAD:6379`` on the others), run PostgreSQL where every node reaches it, and run
@@ -144,10 +147,15 @@ class RolloutWorker:
         torch.set_num_threads(1)
         self.name, self.run_id = name, run_id
         self.cfg = cfg = apply_overrides(TrainConfig(), cfg_json)
-        model = AutoModelForCausalLM.from_config(model_cfg)
-        self.model = with_lora(model, cfg.lora) if cfg.lora.rank else model
-        seed = cfg.seed + 1_000 * (int(name.rsplit("-", 1)[-1]) + 1)  # its own random stream
-        self.policy = HFPolicy(self.model, tokenizer, tokenizer.pad_token_id, seed=seed)
+        index = int(name.rsplit("-", 1)[-1])
+        seed = cfg.seed + 1_000 * (index + 1)  # its own random stream
+        if cfg.backend.backend == "openai":  # a vLLM server samples; the learner syncs it
+            self.model = None
+            self.policy = _server_policy(cfg, index, model_cfg.vocab_size, seed)
+        else:
+            model = AutoModelForCausalLM.from_config(model_cfg)
+            self.model = with_lora(model, cfg.lora) if cfg.lora.rank else model
+            self.policy = HFPolicy(self.model, tokenizer, tokenizer.pad_token_id, seed=seed)
         codec = TurnCodec(tokenizer, turn_format(tokenizer, cfg.chat_template))
         self.env_workers: list[Any] = []
         self.turn = itertools.count()
@@ -166,8 +174,10 @@ class RolloutWorker:
             return env_factory(self.cfg)()
         return RayEnv(self.env_workers[next(self.turn) % len(self.env_workers)])
 
-    def load_weights(self, version: int, weights: dict) -> None:
-        self.model.load_state_dict(weights, strict=False)
+    def load_weights(self, version: int, weights: dict | None) -> None:
+        """Take ``weights`` (None: a server samples, and the learner has synced it)."""
+        if weights is not None:
+            self.model.load_state_dict(weights, strict=False)
         self.version = version
         self.policy.reset_cache()
 
@@ -183,11 +193,23 @@ class RolloutWorker:
         return self.store.write_groups(self.run_id, groups)
 
 
+def _server_policy(cfg, index: int, vocab_size: int, seed: int):
+    """Rollout worker ``index``'s client of the servers in ``backend.base_url``, round robin."""
+    from branchgym.agents.backends import server_urls
+    from branchgym.agents.openai import OpenAIPolicy, ServerConfig
+
+    urls = server_urls(cfg.backend)
+    served = cfg.backend.served_model or cfg.model_path or ""
+    server = ServerConfig(urls[index % len(urls)], served, timeout=cfg.backend.timeout)
+    return OpenAIPolicy(server, vocab_size=vocab_size, seed=seed)
+
+
 class RaySampler:
     """The learner's side: spreads tasks over rollout workers and hands them the weights."""
 
     def __init__(self, cfg, cfg_json: dict, run_id: str, tokenizer, model, version: int) -> None:
         self.ray = ray = start(cfg.ray)
+        self.servers = cfg.backend.backend == "openai"
         config = decoder(model).config
         env_actor = ray.remote(num_cpus=0)(EnvWorker)
         rollout_actor = ray.remote(num_cpus=0)(RolloutWorker)
@@ -203,7 +225,12 @@ class RaySampler:
         self.sync(model, version, everything=True)  # the first time: base weights too
 
     def sync(self, model, version: int, everything: bool = False) -> None:
-        """Hand ``model``'s weights to every worker (one copy in the object store)."""
+        """Hand ``model``'s weights to every worker (one copy in the object store); with
+        vLLM servers the learner's generator has loaded them into every server already, and
+        the workers only learn the version."""
+        if self.servers:
+            self.ray.get([w.load_weights.remote(version, None) for w in self.workers])
+            return
         params = {
             k: v.detach().cpu()
             for k, v in model.state_dict(keep_vars=True).items()

@@ -144,12 +144,25 @@ def test_fuzz_well_formed_files_with_arbitrary_values(tmp_path_factory, data):
         ({"rollout": {"temperature": 0.0}}, "rollout.temperature: must be in [1e-06, inf]"),
         ({"sft": {"noise": float("nan")}}, "sft.noise: must be in [0.0, 1.0], got nan"),
         ({"rollout": {"arpo": {"initial": 9, "budget": 4}}}, "exceeds rollout.arpo.budget (4)"),
+        ({"ray": {"env_workers": -1}}, "ray.env_workers >= 0"),
+        ({"learner": {"pack_length": -1}}, "learner.pack_length: must be >= 0"),
+        (
+            {"backend": {"backend": "vllm"}, "ray": {"enabled": True}, "db": "postgresql://h/db"},
+            "--ray samples in its",
+        ),
+        ({"backend": {"backend": "openai", "base_url": "http://a/v1,http://b/v1"}}, "need --ray"),
     ],
 )
 def test_values_a_run_cannot_start_with_are_named(data, message):
     with pytest.raises(ConfigError) as err:
         validate(apply_overrides(TrainConfig(), data))
     assert message in str(err.value)
+
+
+def test_environments_may_live_in_the_rollout_workers():
+    ray = {"ray": {"enabled": True, "env_workers": 0}, "db": "postgresql://h/db"}
+    cfg = apply_overrides(TrainConfig(), ray)
+    assert validate(cfg).ray.env_workers == 0
 
 
 @pytest.mark.parametrize("name", sorted(PRESETS))

@@ -11,6 +11,7 @@ tag its groups with the policy versions that sampled them. Marker ``vllm`` (need
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import os
@@ -114,15 +115,14 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def sync_server(models):
+def _serve(folder: str):
     """vLLM's OpenAI-compatible server as the README starts it for training: dev mode and
     branchgym's worker extension. Yields its base URL."""
     from branchgym.agents.vllm_worker import EXTENSION
 
     port = _free_port()
     cmd = [
-        sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", models[0],
+        sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", folder,
         "--host", "127.0.0.1", "--port", str(port), "--dtype", "float32", "--enforce-eager",
         "--max-logprobs", "20", "--served-model-name", "tiny",
         "--logprobs-mode", "processed_logprobs", "--worker-extension-cls", EXTENSION,
@@ -153,6 +153,11 @@ def sync_server(models):
             proc.wait(30)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+@pytest.fixture(scope="module")
+def sync_server(models):
+    yield from _serve(models[0])
 
 
 def test_vllm_server_decodes_the_synced_weights(sync_server, models, tiny_tok, requests, tmp_path):
@@ -191,3 +196,60 @@ def test_train_with_the_vllm_backend_tags_groups_with_policy_versions(tmp_path):
     assert [(g.step, g.policy_version) for g in groups] == [(s, s) for s in range(3) for _ in "ab"]
     segments = [s for g in groups for s in g.segments if s.logprobs]
     assert segments and not any(s.entropy_exact for s in segments)  # vLLM sampled them
+
+
+@pytest.mark.ray
+@pytest.mark.postgres
+def test_a_ray_run_samples_through_two_servers_and_syncs_both(
+    sync_server, models, tiny_tok, requests, postgres_url, tmp_path
+):
+    """``train --ray --backend openai`` with two servers: each rollout worker samples through
+    one, the learner hands every update to both, and the groups carry worker and version."""
+    pytest.importorskip("ray")
+    from sqlalchemy import text
+
+    from branchgym.agents.openai import OpenAIPolicy, ServerConfig
+    from branchgym.rollouts.store import TrajectoryStore
+    from tests.test_postgres import fresh_db
+
+    url = fresh_db(postgres_url)
+    with contextlib.ExitStack() as stack:
+        second = stack.enter_context(contextlib.contextmanager(_serve)(models[0]))
+        config = tmp_path / "ray.toml"
+        config.write_text(
+            f'preset = "smoke"\nmodel_path = "{models[0]}"\n[sft]\ndemos = 16\n'
+            "[rl]\nsteps = 2\ntasks_per_step = 4\ndrop_uniform_groups = false\n"
+            "[eval]\nepisodes = 4\ngreedy = false\n"
+            "[ray]\nenabled = true\nrollout_workers = 2\nenv_workers = 0\n"
+            f'[backend]\nbackend = "openai"\nbase_url = "{sync_server},{second}"\n'
+            'served_model = "tiny"\n'
+        )
+        cmd = [sys.executable, "-m", "branchgym.cli", "train", "--config", str(config)]
+        done = subprocess.run(
+            [*cmd, "--db", url, "--out", str(tmp_path / "runs")],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        for server in (sync_server, second):  # both took the last update
+            root = server.removesuffix("/v1")
+            assert httpx.get(f"{root}/weight_info", timeout=5).json() == {"weight_version": "2"}
+        with TrajectoryStore(url) as store, store.engine.connect() as conn:
+            rows = conn.execute(
+                text("SELECT step, policy_version, worker FROM groups ORDER BY step, id")
+            ).all()
+        assert sorted(rows) == sorted(
+            (step, step, f"rollout-{w}") for step in range(2) for w in (0, 0, 1, 1)
+        )
+        segments = [s for g in store_groups(url) for s in g.segments if s.logprobs]
+        assert segments and not any(s.entropy_exact for s in segments)  # vLLM sampled them
+    # the module's other tests expect the served folder's weights
+    OpenAIPolicy(ServerConfig(sync_server, "tiny")).load_weights(models[0], 0)
+
+
+def store_groups(url: str):
+    from branchgym.rollouts.store import TrajectoryStore
+
+    with TrajectoryStore(url) as store:
+        return [store.load_group(g) for run in store.list_runs() for g in store.groups(run.id)]

@@ -29,12 +29,18 @@ BACKENDS: tuple[str, ...] = ("hf", "vllm", "openai")
 @dataclass(frozen=True)
 class BackendConfig:
     backend: Backend = "hf"
-    base_url: str | None = None  # openai: e.g. http://127.0.0.1:8000/v1
+    base_url: str | None = None  # openai: e.g. http://127.0.0.1:8000/v1; several, comma-separated
     served_model: str | None = None  # openai: the served name; default: the model path
     timeout: float = 60.0  # openai: seconds to wait for one answer
     # train: the folder each policy version's weights are written to for the generator, read
     # by a server at the same path (default: <run folder>/generator)
     weights_dir: str | None = None
+
+
+def server_urls(cfg: BackendConfig) -> list[str]:
+    """The servers of ``base_url``: one, or several separated by commas (``--ray`` spreads its
+    rollout workers over them; each takes every weight update)."""
+    return [url.strip() for url in (cfg.base_url or "").split(",") if url.strip()]
 
 
 def check_backend(cfg: BackendConfig, model_path: str | None) -> None:
@@ -103,7 +109,8 @@ def preflight(cfg: BackendConfig) -> None:
     elif cfg.backend == "openai" and cfg.base_url:
         from branchgym.agents.openai import OpenAIPolicy, ServerConfig
 
-        OpenAIPolicy(ServerConfig(cfg.base_url, cfg.served_model or "")).check_weight_sync()
+        for url in server_urls(cfg):
+            OpenAIPolicy(ServerConfig(url, cfg.served_model or "")).check_weight_sync()
 
 
 def training_policy(
@@ -141,8 +148,14 @@ def training_policy(
             f"the model has {rows} token embeddings but the served {model_path!r} has a "
             f"vocabulary of {vocab_size}: serve a policy folder written by `branchgym train`"
         )
-    server = ServerConfig(cfg.base_url, cfg.served_model or model_path, timeout=cfg.timeout)
-    return OpenAIPolicy(server, vocab_size=vocab_size, seed=seed, weights_dir=weights_dir)
+    first, *others = [
+        ServerConfig(url, cfg.served_model or model_path, timeout=cfg.timeout)
+        for url in server_urls(cfg)
+    ]
+    mirrors = [OpenAIPolicy(server, vocab_size=vocab_size) for server in others]
+    return OpenAIPolicy(
+        first, vocab_size=vocab_size, seed=seed, weights_dir=weights_dir, mirrors=mirrors
+    )
 
 
 def reseed_policy(policy: Any, seed: int) -> None:

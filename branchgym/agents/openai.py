@@ -69,7 +69,8 @@ class ServerConfig:
 class OpenAIPolicy:
     """Generates through an OpenAI-compatible server; ``vocab_size`` is the model's |V|.
 
-    ``weights_dir`` (for ``sync_weights``) is a folder the server reads at the same path.
+    ``weights_dir`` (for ``sync_weights``) is a folder the server reads at the same path;
+    ``mirrors`` are policies on other servers that load every version this one loads.
     ``version`` is the policy version the server samples with: None until the first sync."""
 
     def __init__(
@@ -79,8 +80,10 @@ class OpenAIPolicy:
         seed: int = 0,
         transport: httpx.AsyncBaseTransport | None = None,
         weights_dir: str | Path | None = None,
+        mirrors: Sequence[OpenAIPolicy] = (),
     ) -> None:
         self.cfg = cfg
+        self.mirrors = list(mirrors)  # other servers that take every weight update too
         self.vocab_size = vocab_size
         self._rng = random.Random(seed)
         self._transport = transport  # httpx.MockTransport in unit tests
@@ -126,6 +129,8 @@ class OpenAIPolicy:
         ]
         _run(self._admin(calls))
         self.version = version
+        for mirror in self.mirrors:  # the other servers (--ray spreads workers over them)
+            mirror.load_weights(folder, version)
         if self.weights_dir is not None and Path(folder).parent == self.weights_dir.resolve():
             prune_versions(self.weights_dir, Path(folder))
 
