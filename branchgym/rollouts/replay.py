@@ -27,9 +27,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import delete, func, insert, select
-from sqlalchemy.orm import selectinload
 
-from branchgym.rollouts.schema import BaselineRow, GroupRow, ReplayRow
+from branchgym.rollouts.schema import BaselineRow, GroupRow, ReplayRow, TrajectoryRow
 from branchgym.rollouts.store import TrajectoryStore
 from branchgym.trajectory import Group, Trajectory
 
@@ -68,45 +67,55 @@ class ReplayBuffer:
         self.store, self.run_id, self.cfg = store, run_id, cfg
 
     def admit(self, group_ids: Sequence[int]) -> int:
-        """Admit the positive-advantage trajectories of these stored groups; returns how many."""
-        admitted = 0
+        """Admit the positive-advantage trajectories of these stored groups; returns how many.
+
+        Reads and writes plain rows (Core), not ORM objects: this runs every step, and the
+        identity map and unit of work cost more than the queries."""
+        groups_t, trajs_t = GroupRow.__table__, TrajectoryRow.__table__
         with self.store.sessions.begin() as session:
-            groups = {
-                g.id: g
-                for g in session.scalars(
-                    select(GroupRow)
-                    .where(GroupRow.id.in_(group_ids))
-                    .options(selectinload(GroupRow.trajectories))
-                )
-            }
+            gc = groups_t.c
+            query = select(gc.id, gc.run_id, gc.step, gc.policy_version).where(gc.id.in_(group_ids))
+            groups = {row.id: row for row in session.execute(query)}
+            tc = trajs_t.c
+            query = (
+                select(tc.group_id, tc.id, tc.ret, tc.advantage, tc.tool_calls)
+                .where(tc.group_id.in_(group_ids))
+                .order_by(tc.id)
+            )
+            trajs: dict[int, list] = {}
+            for row in session.execute(query):
+                trajs.setdefault(row.group_id, []).append(row)
+            baselines, entries = [], []
             for gid in group_ids:
                 group = groups.get(gid)
                 if group is None or group.run_id != self.run_id:
                     raise KeyError(f"run {self.run_id!r} has no group {gid}")
-                rets = [t.ret for t in group.trajectories]
-                session.add(
-                    BaselineRow(
-                        run_id=self.run_id,
-                        group_id=gid,
-                        step=group.step,
-                        mean=statistics.fmean(rets),
-                        std=statistics.pstdev(rets),
-                    )
+                rets = [t.ret for t in trajs.get(gid, [])]
+                baselines.append(
+                    {
+                        "run_id": self.run_id,
+                        "group_id": gid,
+                        "step": group.step,
+                        "mean": statistics.fmean(rets),
+                        "std": statistics.pstdev(rets),
+                    }
                 )
-                for t in group.trajectories:
-                    if t.advantage > 0 and (t.tool_calls > 0 or not self.cfg.require_tool_use):
-                        session.add(
-                            ReplayRow(
-                                run_id=self.run_id,
-                                trajectory_id=t.id,
-                                policy_version=group.policy_version,
-                                step=group.step,
-                                ret=t.ret,
-                            )
-                        )
-                        admitted += 1
+                entries += [
+                    {
+                        "run_id": self.run_id,
+                        "trajectory_id": t.id,
+                        "policy_version": group.policy_version,
+                        "step": group.step,
+                        "ret": t.ret,
+                    }
+                    for t in trajs.get(gid, [])
+                    if t.advantage > 0 and (t.tool_calls > 0 or not self.cfg.require_tool_use)
+                ]
+            session.execute(insert(BaselineRow.__table__), baselines)
+            if entries:
+                session.execute(insert(ReplayRow.__table__), entries)
             self._trim_baselines(session)
-        return admitted
+        return len(entries)
 
     def _trim_baselines(self, session) -> None:
         keep = (
