@@ -81,8 +81,24 @@ def _samples(seed: int) -> list[TokenSample]:
     return out
 
 
+def test_packing_is_chosen_where_it_costs_less_than_padding():
+    from branchgym.agents.packing import packing_pays
+
+    assert not packing_pays([256] * 16, 1024, 128, "sdpa")  # equal lengths: the same tokens
+    assert packing_pays([100, 1000, 150, 900, 120, 300] * 5, 1024, 128, "sdpa")  # mixed
+    assert packing_pays([256] * 16, 1024, 128, "flex_attention")  # per-sequence attention
+
+
 @pytest.mark.parametrize("aggregation", ["token-mean", "seq-mean-token-mean"])
-def test_a_packed_update_matches_a_padded_one(model, aggregation):
+def test_a_packed_update_matches_a_padded_one(model, aggregation, monkeypatch):
+    from branchgym.agents import learner as learner_mod
+
+    packed_calls = []
+    real = learner_mod.packed_logprobs
+    monkeypatch.setattr(learner_mod, "packing_pays", lambda *a: True)
+    monkeypatch.setattr(
+        learner_mod, "packed_logprobs", lambda *a, **k: packed_calls.append(1) or real(*a, **k)
+    )
     # lr 0: the metrics and the gradients left by each step are compared, not Adam's moves
     # (which blow float noise on near-zero gradients up to a full step)
     samples = _samples(0)
@@ -102,6 +118,7 @@ def test_a_packed_update_matches_a_padded_one(model, aggregation):
         rl_grads = [p.grad.clone() for p in m.parameters()]
         sft = learner.sft_step(samples)
         results.append((metrics, rl_grads, sft, [p.grad.clone() for p in m.parameters()]))
+    assert packed_calls  # the second learner did run packed
     (m0, rl0, s0, sft0), (m1, rl1, s1, sft1) = results
     assert m0.keys() == m1.keys()
     for key in m0:

@@ -38,7 +38,7 @@ from branchgym.agents.losses import (
     ppo_clip_loss,
     token_covariance,
 )
-from branchgym.agents.packing import pack, packing_exact
+from branchgym.agents.packing import pack, packing_exact, packing_pays
 from branchgym.trajectory import Group, SegmentKind, flatten
 
 Attribution = Literal["soft", "hard"]
@@ -65,7 +65,8 @@ class LearnerConfig:
     minibatch_size: int = 64  # sequences per optimiser step
     micro_batch_size: int = 32  # sequences per forward pass (gradient accumulation)
     pack_length: int = 1024  # a forward pass packs its sequences into rows of this many tokens
-    # (0: pads them instead; models that cannot run packed are padded, with a warning)
+    # where that costs less than padding (packing.packing_pays); 0: always pads. Models that
+    # cannot run packed are padded, with a warning
     compile: bool = False  # torch.compile the decoder and the output head's statistics (GPU)
     head_chunk: int = HEAD_CHUNK  # positions per slice of full-vocabulary logits
     ppo_epochs: int = 1
@@ -276,6 +277,11 @@ class Learner:
                 )
         return self._packing
 
+    def _pack_pays(self, lengths: list[int]) -> bool:
+        config = decoder(self.model).config
+        attention = getattr(config, "_attn_implementation", None) or "sdpa"
+        return packing_pays(lengths, self.cfg.pack_length, config.hidden_size, attention)
+
     def _tensors(self, micro: Sequence[TokenSample]) -> dict:
         """Shift everything by one: position t predicts token t+1. On the model's device."""
         ids, attn = pad_batch([s.ids for s in micro], self.pad_id)
@@ -289,7 +295,8 @@ class Learner:
         device = next(self.model.parameters()).device
         out: dict = {k: v.to(device) for k, v in (("ids", ids), ("attn", attn), ("old", old))}
         out |= {"mask": mask.to(device), "adv": adv.to(device)}
-        if self._packs() and min(len(s.ids) for s in micro) > 1:
+        lengths = [len(s.ids) for s in micro]
+        if min(lengths) > 1 and self._packs() and self._pack_pays(lengths):
             out["packed"] = pack([s.ids for s in micro], self.cfg.pack_length, self.pad_id).to(
                 device
             )
