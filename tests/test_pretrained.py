@@ -94,3 +94,30 @@ def test_chat_template_without_a_model_is_refused(tmp_path):
 
     result = CliRunner().invoke(app, ["train", "--preset", "smoke", "--chat-template"])
     assert result.exit_code == 2 and "needs --model" in result.output
+
+
+def test_a_hub_id_loads_from_the_hugging_face_cache(tiny_tok, tiny_lm, tmp_path):
+    """``--model ORG/NAME`` goes through the hub's cache like any Hugging Face id. No hub can be
+    reached here, so the test lays a snapshot out as the hub's download would, and loads it by
+    id with ``HF_HUB_OFFLINE=1`` in a fresh process (the cache path is read at import)."""
+    import os
+    import subprocess
+    import sys
+
+    revision = "0123456789abcdef0123456789abcdef01234567"
+    repo = tmp_path / "hub" / "models--acme--tiny-agent"
+    tiny_lm.save_pretrained(repo / "snapshots" / revision)
+    tiny_tok.save_pretrained(repo / "snapshots" / revision)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(revision)
+    code = (
+        "from branchgym.agents.model import load_pretrained\n"
+        "model, tok = load_pretrained('acme/tiny-agent')\n"
+        "print(model.get_input_embeddings().num_embeddings, len(tok))\n"
+    )
+    env = os.environ | {"HF_HUB_CACHE": str(tmp_path / "hub"), "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == [str(len(tiny_tok))] * 2
