@@ -15,6 +15,19 @@ app = typer.Typer(help="Train tool-using LLM agents with branching RL.", no_args
 console = Console()
 
 
+# options that `train` and `rollout` share
+BaseUrl = Annotated[
+    str | None,
+    typer.Option(
+        help="openai backend: the server, e.g. http://127.0.0.1:8000/v1 (with --ray, several, "
+        "comma-separated)"
+    ),
+]
+ServedModel = Annotated[
+    str | None, typer.Option(help="openai backend: the served model name (default: --model)")
+]
+
+
 @app.callback()
 def _root() -> None:
     """branchgym: environments, branching rollouts, a trajectory store and RL learners."""
@@ -78,12 +91,8 @@ def train(
             "that takes weights; see README, Policy backends)"
         ),
     ] = None,
-    base_url: Annotated[
-        str | None, typer.Option(help="openai backend: the server, e.g. http://127.0.0.1:8000/v1")
-    ] = None,
-    served_model: Annotated[
-        str | None, typer.Option(help="openai backend: the served model name (default: --model)")
-    ] = None,
+    base_url: BaseUrl = None,
+    served_model: ServedModel = None,
 ) -> None:
     """Cold-start SFT on expert demonstrations, then RL (GRPO-style updates on the sampled
     trees), with held-out evaluation. Flags override the config file, which overrides the
@@ -333,12 +342,8 @@ def rollout(
         str | None,
         typer.Option(help="hf (in this process) | vllm (vLLM engine) | openai (a server)"),
     ] = None,
-    base_url: Annotated[
-        str | None, typer.Option(help="openai backend: the server, e.g. http://127.0.0.1:8000/v1")
-    ] = None,
-    served_model: Annotated[
-        str | None, typer.Option(help="openai backend: the served model name (default: --model)")
-    ] = None,
+    base_url: BaseUrl = None,
+    served_model: ServedModel = None,
     chat_template: Annotated[
         bool | None,
         typer.Option("--chat-template/--no-chat-template", help="the --model's own chat template"),

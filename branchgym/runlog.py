@@ -48,7 +48,7 @@ class RunLog:
         path.write_text("".join(json.dumps(r) + "\n" for r in kept))
         self._jsonl = open(path, "a")  # noqa: SIM115 (closed in close())
         self._tb = _tensorboard(self.run_dir / "tb", start_step)
-        self._wandb = _wandb(run_id, config)
+        self._wandb = _wandb(run_id, config, self.run_dir)
 
     def write(self, row: dict[str, Any]) -> None:
         """Log one step's row (it must hold ``step``)."""
@@ -88,12 +88,13 @@ def _tensorboard(folder: Path, start_step: int):
     return SummaryWriter(str(folder), purge_step=start_step or None)
 
 
-def _wandb(run_id: str, config: dict):
+def _wandb(run_id: str, config: dict, run_dir: Path):
+    """A W&B run named after the branchgym run (resumed with it), its files in ``run_dir``."""
     if not os.environ.get("WANDB_PROJECT") or importlib.util.find_spec("wandb") is None:
         return None
     import wandb
 
-    return wandb.init(id=run_id, name=run_id, config=config, resume="allow")
+    return wandb.init(id=run_id, name=run_id, config=config, resume="allow", dir=str(run_dir))
 
 
 __all__ = ["METRICS", "RunLog", "read_rows"]

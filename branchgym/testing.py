@@ -1,4 +1,4 @@
-"""Test helpers shipped with the library: a throwaway PostgreSQL server.
+"""Test helpers shipped with the library: a throwaway PostgreSQL server, and a vLLM server.
 
 Used by branchgym's own tests and benchmarks, and by anyone testing code that writes to the
 store: ``with postgres_server() as url: TrajectoryStore(url)``. It needs the PostgreSQL server
@@ -56,3 +56,54 @@ def postgres_server() -> Iterator[str]:
             capture_output=True,
         )
         shutil.rmtree(root, ignore_errors=True)
+
+
+@contextmanager
+def vllm_server(
+    model: str, *args: str, env: dict[str, str] | None = None, wait: float = 240.0
+) -> Iterator[str]:
+    """vLLM's OpenAI-compatible server on ``model`` (a folder) on a free local port, as the
+    tests of the ``openai`` backend start it; yields its base URL (``http://HOST:PORT/v1``).
+
+    Served as ``tiny``, float32, with 20 log-probs of the sampled distribution; ``args`` are
+    more server options, ``env`` more environment variables. Stopped on exit."""
+    import sys
+    import time
+
+    import httpx
+
+    port = _free_port()
+    cmd = [
+        sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", model,
+        "--host", "127.0.0.1", "--port", str(port), "--dtype", "float32", "--enforce-eager",
+        "--max-logprobs", "20", "--served-model-name", "tiny",
+        "--logprobs-mode", "processed_logprobs", *args,
+    ]  # fmt: skip
+    proc = subprocess.Popen(
+        cmd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=os.environ | (env or {}),
+    )
+    url = f"http://127.0.0.1:{port}/v1"
+    deadline = time.monotonic() + wait
+    try:
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"vLLM server exited: {proc.stderr.read()[-2000:]}")
+            try:
+                if httpx.get(f"{url}/models", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(1)
+        else:
+            raise RuntimeError(f"vLLM server did not answer within {wait:.0f} s")
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()

@@ -62,3 +62,19 @@ def postgres_url():
 
     with postgres_server() as url:
         yield url
+
+
+@pytest.fixture(scope="module")
+def vllm_cpu_env(tmp_path_factory):
+    """What vLLM's CPU backend needs here: a small KV cache and a cache folder of its own;
+    the environment is restored after the module."""
+    scratch = tmp_path_factory.mktemp("vllm")
+    env = {"VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_CACHE_ROOT": str(scratch)}
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    yield
+    for k, v in old.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v

