@@ -167,6 +167,9 @@ def test_rollout_backend_options_fail_clearly_before_loading_anything(tmp_path):
     assert result.exit_code == 2 and "needs --model PATH" in result.output
     result = runner.invoke(app, ["rollout", "--backend", "openai", "--model", "x", "--db", db])
     assert result.exit_code == 2 and "needs --base-url" in result.output
+    several = ["--base-url", "http://a:8000/v1,http://b:8000/v1"]
+    result = runner.invoke(app, ["rollout", "--backend", "openai", "--model", "x", *several])
+    assert result.exit_code == 2 and "several are for --ray" in result.output
     result = runner.invoke(app, ["rollout", "--backend", "tgi", "--db", db])
     assert result.exit_code == 2 and "unknown backend 'tgi'" in result.output
     assert not (tmp_path / "r.db").exists()

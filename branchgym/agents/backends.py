@@ -43,7 +43,7 @@ def server_urls(cfg: BackendConfig) -> list[str]:
     return [url.strip() for url in (cfg.base_url or "").split(",") if url.strip()]
 
 
-def check_backend(cfg: BackendConfig, model_path: str | None) -> None:
+def check_backend(cfg: BackendConfig, model_path: str | None, several: bool = False) -> None:
     """Raise ``ValueError`` naming the missing option, before anything is loaded."""
     if cfg.backend not in BACKENDS:
         raise ValueError(f"unknown backend {cfg.backend!r}; choose one of {', '.join(BACKENDS)}")
@@ -54,6 +54,8 @@ def check_backend(cfg: BackendConfig, model_path: str | None) -> None:
         )
     if cfg.backend == "openai" and not cfg.base_url:
         raise ValueError("--backend openai needs --base-url, e.g. http://127.0.0.1:8000/v1")
+    if len(urls := server_urls(cfg)) > 1 and not several:
+        raise ValueError(f"--base-url: one server here, got {len(urls)}; several are for --ray")
 
 
 def remote_tokenizer(path: str, chat_template: bool = False):
@@ -86,8 +88,8 @@ def remote_policy(cfg: BackendConfig, model_path: str, vocab_size: int, seed: in
         return VLLMPolicy(model_path, seed=seed)
     from branchgym.agents.openai import OpenAIPolicy, ServerConfig
 
-    assert cfg.base_url is not None
-    server = ServerConfig(cfg.base_url, cfg.served_model or model_path, timeout=cfg.timeout)
+    (url,) = server_urls(cfg)  # check_backend allowed one
+    server = ServerConfig(url, cfg.served_model or model_path, timeout=cfg.timeout)
     return OpenAIPolicy(server, vocab_size=vocab_size, seed=seed)
 
 
@@ -139,7 +141,7 @@ def training_policy(
         return VLLMPolicy(str(weights_dir), seed=seed, weights_dir=weights_dir)
     from branchgym.agents.openai import OpenAIPolicy, ServerConfig
 
-    check_backend(cfg, model_path)
+    check_backend(cfg, model_path, several=True)  # --ray spreads its workers over them
     assert cfg.base_url is not None and model_path is not None
     _, vocab_size = remote_tokenizer(model_path, chat_template)
     rows = decoder(model).get_input_embeddings().weight.shape[0]
