@@ -440,12 +440,16 @@ class TrajectoryStore:
                     )
                 )
             )
-            segs = {(r.group_id, r.seg_id): r for r in session.execute(query)}
+            # each stored segment becomes a record once, however many sampled paths share it
+            segs = {
+                (r.group_id, r.seg_id): (r.position, schema.segment_from_row(r))
+                for r in session.execute(query)
+            }
             out = []
             for tid in traj_ids:
                 gid, traj = rows[tid].group_id, trajs[tid]
-                path = sorted((segs[(gid, s)] for s in traj.segment_ids), key=lambda r: r.position)
-                path_segments = [schema.segment_from_row(r) for r in path]
+                path = sorted((segs[(gid, s)] for s in traj.segment_ids), key=lambda p: p[0])
+                path_segments = [seg for _, seg in path]
                 out.append((schema.group_from_parts(groups[gid], path_segments, [traj]), traj))
             return out
 
