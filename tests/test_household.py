@@ -1,5 +1,6 @@
 """The household world as an environment: gymnasium contract, snapshots, the expert, determinism,
-v0 compatibility, generation and splits. Its rules and texts are in test_household_rules.py.
+v0 compatibility, generation and splits. Its texts are in test_household_rules.py,
+its stations and goals in test_household_goals.py.
 """
 
 from __future__ import annotations
@@ -12,14 +13,6 @@ from collections import Counter
 import gymnasium as gym
 import pytest
 from gymnasium.utils.env_checker import check_env
-from test_household_rules import (  # hand-built worlds and the helpers both files use
-    ENV_ID,
-    bedroom,
-    env_with,
-    kitchen,
-    make,
-    two_shelves,
-)
 
 import branchgym.envs
 from branchgym.envs.household.generate import V0_TASK_TYPES, GenConfig, generate
@@ -30,6 +23,7 @@ from branchgym.envs.household.world import (
     type_of,
     where_is,
 )
+from tests.household_worlds import ENV_ID, bedroom, env_with, kitchen, make, two_shelves
 
 # ------------------------------------------------------------------------------ gym contract
 
