@@ -8,6 +8,9 @@ one-layer Llama-style model with a 32-wide hidden state (a few tens of thousands
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 
@@ -78,3 +81,25 @@ def vllm_cpu_env(tmp_path_factory):
             os.environ.pop(k, None)
         else:
             os.environ[k] = v
+
+
+def train_in_subprocess(config: Path, db: str, out: Path) -> None:
+    """``python -m branchgym.cli train --config CONFIG --db DB --out OUT`` in a process of its
+    own, as a user runs it (Ray and vLLM start workers from it); fails the test with the end of
+    its stderr."""
+    cmd = [sys.executable, "-m", "branchgym.cli", "train", "--config", str(config)]
+    done = subprocess.run(
+        [*cmd, "--db", db, "--out", str(out)], capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+def group_rows(url: str) -> list[tuple]:
+    """``(step, policy_version, worker)`` of every stored group, by step and id."""
+    from sqlalchemy import text
+
+    from branchgym.rollouts.store import TrajectoryStore
+
+    query = text("SELECT step, policy_version, worker FROM groups ORDER BY step, id")
+    with TrajectoryStore(url) as store, store.engine.connect() as conn:
+        return [tuple(r) for r in conn.execute(query).all()]

@@ -5,13 +5,9 @@ refuses to sample with weights other than the version it is asked for)."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
-from sqlalchemy import text
 
-from branchgym.rollouts.store import TrajectoryStore
+from tests.conftest import group_rows, train_in_subprocess
 from tests.test_postgres import fresh_db
 
 pytest.importorskip("ray")
@@ -40,20 +36,10 @@ env_workers = 2
 def test_a_ray_run_on_postgres_tags_groups_with_worker_and_version(postgres_url, tmp_path):
     url = fresh_db(postgres_url)
     (tmp_path / "ray.toml").write_text(CONFIG)
-    cmd = [sys.executable, "-m", "branchgym.cli", "train", "--config", str(tmp_path / "ray.toml")]
-    done = subprocess.run(
-        [*cmd, "--db", url, "--out", str(tmp_path / "runs")],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
+    train_in_subprocess(tmp_path / "ray.toml", url, tmp_path / "runs")
     (run,) = (tmp_path / "runs").iterdir()
     assert (run / "summary.json").exists()
-    with TrajectoryStore(url) as store, store.engine.connect() as conn:
-        rows = conn.execute(
-            text("SELECT step, policy_version, worker FROM groups ORDER BY step, id")
-        ).all()
+    rows = group_rows(url)
     assert len(rows) == 4 * 4
     assert {w for _, _, w in rows} == {"rollout-0", "rollout-1"}
     for step in range(4):  # each worker sampled half of every step's tasks

@@ -15,8 +15,6 @@ import contextlib
 import copy
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import httpx
@@ -25,7 +23,7 @@ import torch
 
 from branchgym.agents.hf import HFPolicy
 from branchgym.agents.policy import GenerationRequest, SamplingParams
-from tests.conftest import make_household
+from tests.conftest import group_rows, make_household, train_in_subprocess
 
 pytestmark = [pytest.mark.vllm, pytest.mark.usefixtures("vllm_cpu_env")]
 REPO = Path(__file__).resolve().parents[1]
@@ -158,10 +156,8 @@ def test_a_ray_run_samples_through_two_servers_and_syncs_both(
     """``train --ray --backend openai`` with two servers: each rollout worker samples through
     one, the learner hands every update to both, and the groups carry worker and version."""
     pytest.importorskip("ray")
-    from sqlalchemy import text
 
     from branchgym.agents.openai import OpenAIPolicy, ServerConfig
-    from branchgym.rollouts.store import TrajectoryStore
     from tests.test_postgres import fresh_db
 
     url = fresh_db(postgres_url)
@@ -176,21 +172,11 @@ def test_a_ray_run_samples_through_two_servers_and_syncs_both(
             f'[backend]\nbackend = "openai"\nbase_url = "{sync_server},{second}"\n'
             'served_model = "tiny"\n'
         )
-        cmd = [sys.executable, "-m", "branchgym.cli", "train", "--config", str(config)]
-        done = subprocess.run(
-            [*cmd, "--db", url, "--out", str(tmp_path / "runs")],
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
-        assert done.returncode == 0, done.stderr[-3000:]
+        train_in_subprocess(config, url, tmp_path / "runs")
         for server in (sync_server, second):  # both took the last update
             root = server.removesuffix("/v1")
             assert httpx.get(f"{root}/weight_info", timeout=5).json() == {"weight_version": "2"}
-        with TrajectoryStore(url) as store, store.engine.connect() as conn:
-            rows = conn.execute(
-                text("SELECT step, policy_version, worker FROM groups ORDER BY step, id")
-            ).all()
+        rows = group_rows(url)
         assert sorted(rows) == sorted(
             (step, step, f"rollout-{w}") for step in range(2) for w in (0, 0, 1, 1)
         )
