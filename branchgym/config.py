@@ -119,6 +119,7 @@ _RULES: tuple[tuple[str, str], ...] = (
     ("learner.head_chunk", _POSITIVE),
     ("replay.batch_size", _POSITIVE),
     ("lora.rank", _NON_NEGATIVE),
+    ("ray.max_staleness", _NON_NEGATIVE),
     ("eval.episodes", _POSITIVE),
     ("eval.batch_size", _POSITIVE),
 )
@@ -155,6 +156,7 @@ def validate(cfg: TrainConfig) -> TrainConfig:
             "the rollout workers)"
         )
     _validate_backend(cfg)
+    _validate_staleness(cfg)
     if cfg.rollout.arpo.initial > cfg.rollout.arpo.budget:
         raise ConfigError(
             f"rollout.arpo.initial ({cfg.rollout.arpo.initial}) exceeds rollout.arpo.budget "
@@ -182,6 +184,36 @@ def _validate_backend(cfg: TrainConfig) -> None:
         raise ConfigError(
             "backend openai needs --model PATH: the policy folder the server serves (one written "
             "by `branchgym train`), the server started on it before the run"
+        )
+
+
+def steps_ahead(cfg: TrainConfig) -> int:
+    """How many steps' rollouts may run ahead of the learner under ``ray.max_staleness``.
+
+    Each step takes one update (two with SPEAR's separate self-imitation step), so a rollout
+    sent ``n`` steps early samples weights ``n`` (or ``2n``) versions older than the learner's
+    when it is trained on."""
+    updates = 2 if cfg.rl.sil and cfg.rl.sil_mode == "separate" else 1
+    return cfg.ray.max_staleness // updates
+
+
+def _validate_staleness(cfg: TrainConfig) -> None:
+    if not cfg.ray.max_staleness:
+        return
+    if not cfg.ray.enabled:
+        raise ConfigError(
+            "ray.max_staleness: asynchronous rollouts run on Ray's workers while the learner "
+            "updates; add --ray (or set it to 0)"
+        )
+    if cfg.backend.backend != "hf":
+        raise ConfigError(
+            "ray.max_staleness: vLLM servers load every version in place, under the rollouts "
+            "that run ahead; asynchronous rollouts need the workers' own copies (backend hf)"
+        )
+    if steps_ahead(cfg) == 0:
+        raise ConfigError(
+            f"ray.max_staleness = {cfg.ray.max_staleness}: each step makes two updates with "
+            "rl.sil_mode = 'separate', so rollouts can run a step ahead from 2 on"
         )
 
 

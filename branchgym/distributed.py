@@ -13,12 +13,16 @@ Nothing here is home-made scheduling: Ray runs the actors and moves the weights,
   round robin) and a ``RolloutManager``. ``rollout(tasks, step, version)`` samples the trees,
   gives each group its advantages, writes the groups to the store (each in one transaction,
   tagged with the worker's name and the policy version) and returns their ids.
-- **The learner** is the ``branchgym train`` process. ``RaySampler.collect`` spreads a step's
+- **The learner** is the ``branchgym train`` process. ``RaySampler.submit`` spreads a step's
   tasks over the rollout workers and reads the written groups back from the store;
   ``RaySampler.sync`` puts the updated weights into Ray's object store once (the trainable
   ones only: with LoRA, just the adapters) and every worker loads them before its next rollout.
   With servers, the learner's own generator has loaded the new weights into every server
   (``OpenAIPolicy`` mirrors) and the workers only learn the version.
+- **Asynchronous rollouts** (``ray.max_staleness``): ``RaySampler.submit`` starts a step's
+  rollouts and ``wait`` reads them, so the learner can send later steps before it updates.
+  Ray runs an actor's calls in the order they were sent, so a worker loads a new version
+  right after the rollouts queued before it.
 
 Multi-node: start a Ray cluster (``ray start --head`` on one node, ``ray start --address
 HEAD:6379`` on the others), run PostgreSQL where every node reaches it, and run
@@ -47,6 +51,7 @@ class RayConfig:
     rollout_workers: int = 2
     env_workers: int = 2  # 0: each rollout worker hosts its environments in its own process
     num_cpus: int = 0  # for a local Ray: CPUs it may use (0: all of them)
+    max_staleness: int = 0  # > 0: rollouts run ahead on weights at most this many versions old
 
 
 def require_ray():
@@ -181,6 +186,18 @@ class RolloutWorker:
         self.version = version
         self.policy.reset_cache()
 
+    def state(self) -> dict:
+        """The worker's random streams (branching coin, sampler), for a checkpoint."""
+        from branchgym.agents.backends import sampler_state
+
+        return {"manager": self.manager.state_dict(), "sampler": sampler_state(self.policy)}
+
+    def set_state(self, state: dict) -> None:
+        from branchgym.agents.backends import set_sampler_state
+
+        self.manager.load_state_dict(state["manager"])
+        set_sampler_state(self.policy, state["sampler"])
+
     def rollout(self, tasks: list, step: int, version: int) -> list[int]:
         from branchgym.train import scored_groups
 
@@ -222,35 +239,69 @@ class RaySampler:
             for i in range(cfg.ray.rollout_workers)
         ]
         ray.get([w.attach.remote(self.env_workers) for w in self.workers])
+        self._loads: list = []  # weight hand-overs sent but not yet confirmed
         self.sync(model, version, everything=True)  # the first time: base weights too
 
     def sync(self, model, version: int, everything: bool = False) -> None:
         """Hand ``model``'s weights to every worker (one copy in the object store); with
         vLLM servers the learner's generator has loaded them into every server already, and
-        the workers only learn the version."""
-        if self.servers:
-            self.ray.get([w.load_weights.remote(version, None) for w in self.workers])
-            return
-        params = {
-            k: v.detach().cpu()
-            for k, v in model.state_dict(keep_vars=True).items()
-            if everything or getattr(v, "requires_grad", False)
-        }
-        ref = self.ray.put(params)
-        self.ray.get([w.load_weights.remote(version, ref) for w in self.workers])
+        the workers only learn the version.
 
-    def collect(self, store, tasks: list, step: int, version: int) -> tuple[list, list[int]]:
-        """Each worker rolls out a contiguous share of ``tasks``; groups come back from the
-        store in task order."""
+        Only the first hand-over waits. Later ones queue behind the rollouts a worker is
+        running (an actor runs its calls in the order they were sent), so the learner goes
+        on; ``wait`` surfaces a failed load."""
+        if self.servers:
+            loads = [w.load_weights.remote(version, None) for w in self.workers]
+        else:
+            params = {
+                k: v.detach().cpu()
+                for k, v in model.state_dict(keep_vars=True).items()
+                if everything or getattr(v, "requires_grad", False)
+            }
+            ref = self.ray.put(params)
+            loads = [w.load_weights.remote(version, ref) for w in self.workers]
+        if everything:
+            self.ray.get(loads)
+        else:
+            self._loads += loads
+
+    def submit(self, tasks: list, step: int, version: int) -> list:
+        """Start a step's rollouts: each worker takes a contiguous share of ``tasks`` (it
+        samples them after every call sent to it before). Returns what ``wait`` takes."""
         n = len(self.workers)
         shares = [tasks[i * len(tasks) // n : (i + 1) * len(tasks) // n] for i in range(n)]
-        calls = [
+        return [
             w.rollout.remote(share, step, version)
             for w, share in zip(self.workers, shares, strict=True)
             if share
         ]
-        ids = [gid for part in self.ray.get(calls) for gid in part]
+
+    def wait(self, store, pending: list) -> tuple[list, list[int]]:
+        """The groups of submitted rollouts, read back from the store in task order."""
+        ids = [gid for part in self.ray.get(pending) for gid in part]
+        loads, self._loads = self._loads, []
+        self.ray.get(loads)  # sent before those rollouts, so done by now
         return [store.load_group(gid) for gid in ids], ids
+
+    def collect(self, store, tasks: list, step: int, version: int) -> tuple[list, list[int]]:
+        """Roll out one step's tasks and wait for its groups."""
+        return self.wait(store, self.submit(tasks, step, version))
+
+    def drain(self, pending: list) -> None:
+        """Wait for rollouts that will not be trained on (the run stopped before their step)."""
+        self.ray.get(pending)
+
+    def state(self) -> list[dict]:
+        """Every rollout worker's random streams, for a checkpoint (after their queued work)."""
+        return self.ray.get([w.state.remote() for w in self.workers])
+
+    def set_state(self, states: list[dict]) -> None:
+        if len(states) != len(self.workers):
+            raise ValueError(
+                f"the checkpoint holds {len(states)} rollout workers' random streams and this "
+                f"run has {len(self.workers)}: resume with ray.rollout_workers = {len(states)}"
+            )
+        self.ray.get([w.set_state.remote(st) for w, st in zip(self.workers, states, strict=True)])
 
     def close(self) -> None:
         for actor in self.workers + self.env_workers:

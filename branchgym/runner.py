@@ -39,7 +39,7 @@ from branchgym.agents.lora import is_lora, load_lora, with_lora
 from branchgym.agents.model import n_params
 from branchgym.agents.protocol import TurnCodec, turn_format
 from branchgym.agents.weightsync import policy_version, sync_policy
-from branchgym.config import TrainConfig, validate
+from branchgym.config import TrainConfig, steps_ahead, validate
 from branchgym.configio import apply_overrides
 from branchgym.envs.wrappers import RestateInstruction
 from branchgym.rollouts.manager import RolloutManager
@@ -209,6 +209,8 @@ class _Run:
         self.buffer = ReplayBuffer(store, self.run_id, cfg.replay) if cfg.rl.sil else None
         self.rng = random.Random(cfg.seed)  # tasks, minibatch order, replay sampling
         self.sampler = None  # RaySampler with --ray, made when RL starts
+        self.pending: dict[int, list] = {}  # step -> its rollouts on Ray, sent, not yet read
+        self.ray_state: list | None = None  # the Ray workers' random streams, to restore
         self.t_start = time.time()
         self.sft: dict[str, EvalResult] = {}
 
@@ -273,6 +275,8 @@ class _Run:
 
             args = (_jsonable(cfg), self.run_id, self.tokenizer, self.model, self.learner.version)
             self.sampler = RaySampler(cfg, *args)
+            if self.ray_state is not None:
+                self.sampler.set_state(self.ray_state)
         budget = cfg.rl.token_budget
         spent = sum(r.get("rollout/tokens_generated", 0) for r in read_rows(self.run_dir))
         total, done = (budget, spent) if budget else (cfg.rl.steps, start)
@@ -296,15 +300,24 @@ class _Run:
             last = step + 1 == cfg.rl.steps or (budget and spent >= budget)
             if (step + 1) % cfg.rl.checkpoint_every == 0 or last:
                 self._checkpoint(step + 1)
+        self._drop_pending()
+
+    def _drop_pending(self) -> None:
+        """Rollouts sent ahead for steps the run will not take (the token budget ran out):
+        wait for them, then delete what they stored."""
+        if not self.pending:
+            return
+        first = min(self.pending)
+        for refs in self.pending.values():
+            self.sampler.drain(refs)
+        self.pending.clear()
+        self.store.delete_groups(self.run_id, first)
 
     def _rl_step(self, step: int) -> dict:
         """Roll out, store, update (and replay): one RL step; returns its metrics row."""
         cfg, t0 = self.cfg, time.time()
-        tasks = [
-            task_refs(cfg.env_id, "train", 1, start=self.rng.randrange(SEED_RANGE))[0]
-            for _ in range(cfg.rl.tasks_per_step)
-        ]
-        groups, group_ids = self._collect(tasks, step)
+        groups, group_ids = self._collect(step)
+        behind = self.learner.version - min(g.policy_version for g in groups)
         useful = [g for g in groups if _has_signal(g) or not cfg.rl.drop_uniform_groups]
         samples = samples_from_groups(useful, cfg.rl.attribution)
         metrics, replayed = {}, []
@@ -327,18 +340,33 @@ class _Run:
         n_trajs = sum(len(g.trajectories) for g in groups)
         success = sum(t.won for g in groups for t in g.trajectories) / n_trajs
         row = {"step": step, "success": success, "groups": len(groups)}
-        row |= {"signal_groups": len(useful), **metrics, **rollout_metrics(groups)}
+        row |= {"signal_groups": len(useful), "staleness": behind}
+        row |= {**metrics, **rollout_metrics(groups)}
         return row | {"seconds": time.time() - t0}
 
-    def _collect(self, tasks, step: int) -> tuple[list, list[int]]:
+    def _tasks(self) -> list:
+        cfg = self.cfg
+        return [
+            task_refs(cfg.env_id, "train", 1, start=self.rng.randrange(SEED_RANGE))[0]
+            for _ in range(cfg.rl.tasks_per_step)
+        ]
+
+    def _collect(self, step: int) -> tuple[list, list[int]]:
         """This step's groups, with advantages, written to the store: here, or on Ray. They
-        carry the version of the weights they were sampled with."""
+        carry the version of the weights they were sampled with.
+
+        On Ray with ``ray.max_staleness``, the rollouts of the next ``steps_ahead`` steps are
+        sent before this step's are read, so the workers sample them while the learner
+        updates; they take each new version as soon as their queued rollouts are done."""
         version = policy_version(self.policy, self.learner.version)
-        if self.sampler is not None:
-            return self.sampler.collect(self.store, tasks, step, version)
-        rollouts = self.manager.rollout(tasks, step=step, version=version)
-        groups = scored_groups(rollouts, self.cfg.rl, step)
-        return groups, self.store.write_groups(self.run_id, groups)
+        if self.sampler is None:
+            rollouts = self.manager.rollout(self._tasks(), step=step, version=version)
+            groups = scored_groups(rollouts, self.cfg.rl, step)
+            return groups, self.store.write_groups(self.run_id, groups)
+        last = min(step + steps_ahead(self.cfg), self.cfg.rl.steps - 1)
+        for ahead in range(max(self.pending, default=step - 1) + 1, last + 1):
+            self.pending[ahead] = self.sampler.submit(self._tasks(), ahead, version)
+        return self.sampler.wait(self.store, self.pending.pop(step))
 
     def _replay(self, group_ids: list[int], step: int) -> tuple[list, dict]:
         self.buffer.admit(group_ids)
@@ -362,6 +390,7 @@ class _Run:
             "torch_rng": torch.get_rng_state(),
             "sampler_rng": sampler_state(self.policy),
             "replay": self.buffer.snapshot() if self.buffer is not None else None,
+            "ray": self._ray_streams(),
             "sft": {k: asdict(v) for k, v in self.sft.items()},
             "elapsed": time.time() - self.t_start,
         }
@@ -381,7 +410,16 @@ class _Run:
         if self.buffer is not None:
             self.buffer.restore(state["replay"] or {"entries": [], "baselines": []})
         self.sft = {k: EvalResult(**v) for k, v in state["sft"].items()}
+        self.ray_state = state.get("ray")  # checkpoints from before 2026-11-25 have none
         self.t_start = time.time() - state["elapsed"]
+
+    def _ray_streams(self) -> list | None:
+        """The Ray workers' random streams, so a resumed run samples as the uninterrupted one.
+        Not with rollouts in flight (``ray.max_staleness``): those are sampled already, and a
+        resumed run samples them again with other streams, so it is not step-identical."""
+        if self.sampler is None or self.pending:
+            return None
+        return self.sampler.state()
 
     # -- the end
 

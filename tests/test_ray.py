@@ -1,12 +1,24 @@
 """``branchgym train --ray``: two rollout workers and two environment workers on a local Ray,
 one learner, a real PostgreSQL store. The run must finish, every group must name the worker
 that sampled it, and the policy versions must show the weights reaching the workers (a worker
-refuses to sample with weights other than the version it is asked for)."""
+refuses to sample with weights other than the version it is asked for). With
+``ray.max_staleness`` the rollouts of the next step run during the update, and a Ray run
+interrupted after a checkpoint resumes to the same trajectories as an uninterrupted one."""
 
 from __future__ import annotations
 
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 import pytest
 
+from branchgym import checkpoint
+from branchgym.rollouts.store import TrajectoryStore
+from branchgym.runlog import read_rows
 from tests.conftest import group_rows, train_in_subprocess
 from tests.test_postgres import fresh_db
 
@@ -61,3 +73,76 @@ def test_ray_needs_a_database_every_worker_reaches(tmp_path):
     assert result.exit_code == 2
     assert "--db postgresql://" in " ".join(result.output.split())
     assert list(tmp_path.iterdir()) == []
+
+
+def test_async_rollouts_sample_a_step_ahead_on_weights_one_version_old(postgres_url, tmp_path):
+    url = fresh_db(postgres_url)
+    (tmp_path / "ray.toml").write_text(CONFIG + "max_staleness = 1\n")
+    train_in_subprocess(tmp_path / "ray.toml", url, tmp_path / "runs")
+    (run,) = (tmp_path / "runs").iterdir()
+    rows = group_rows(url)
+    assert sorted({s for s, _, _ in rows}) == [0, 1, 2, 3]  # no step beyond the last one
+    version = {s: v for s, v, _ in rows}
+    assert all(len({v for s2, v, _ in rows if s2 == s}) == 1 for s in version)
+    # step 1 was sent with step 0, before the first update: both sampled the SFT weights
+    assert version[0] == version[1] == 0
+    staleness = [r["staleness"] for r in read_rows(run)]
+    assert max(staleness) == 1  # the learner trained on rollouts one version old...
+    assert min(staleness) >= 0  # ... and never on older ones
+    assert [version[s] for s in range(4)] == sorted(version.values())
+
+
+def test_async_rollouts_need_ray(tmp_path):
+    from typer.testing import CliRunner
+
+    from branchgym.cli import app
+
+    (tmp_path / "a.toml").write_text("[ray]\nmax_staleness = 1\n")
+    args = ["train", "--preset", "smoke", "--config", str(tmp_path / "a.toml")]
+    result = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "runs")])
+    assert result.exit_code == 2
+    assert "ray.max_staleness" in result.output and "--ray" in result.output
+
+
+def _trajectories(url: str) -> list[tuple]:
+    """Every stored trajectory with its group's step, worker, task and version. Ordered by
+    those, not by id: the two workers write their groups concurrently."""
+    from sqlalchemy import text
+
+    query = text(
+        "SELECT g.step, g.worker, g.task_seed, g.policy_version, t.ret, t.end_reason, t.won,"
+        " t.n_turns, t.tool_calls, round(t.advantage::numeric, 4) FROM groups g"
+        " JOIN trajectories t ON t.group_id = g.id ORDER BY g.step, g.worker, g.task_seed, t.id"
+    )
+    with TrajectoryStore(url) as store, store.engine.connect() as conn:
+        return [tuple(r) for r in conn.execute(query).all()]
+
+
+def test_a_ray_run_interrupted_after_a_checkpoint_resumes_step_identical(postgres_url, tmp_path):
+    config = CONFIG.replace("steps = 4", "steps = 4\ncheckpoint_every = 2")
+    (tmp_path / "ray.toml").write_text(config)
+    reference_db, resumed_db = fresh_db(postgres_url), fresh_db(postgres_url)
+    train_in_subprocess(tmp_path / "ray.toml", reference_db, tmp_path / "reference")
+    (reference,) = (tmp_path / "reference").iterdir()
+
+    out = tmp_path / "resumed"
+    cmd = [sys.executable, "-m", "branchgym.cli", "train", "--config", str(tmp_path / "ray.toml")]
+    proc = subprocess.Popen([*cmd, "--db", resumed_db, "--out", str(out)], stderr=subprocess.PIPE)
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:  # interrupt once step 2 is saved
+        pointer = next(out.glob(f"*/{checkpoint.POINTER}"), None)
+        if pointer is not None and json.loads(pointer.read_text())["step"] == 2:
+            proc.send_signal(signal.SIGINT)  # Ctrl-C
+            break
+        time.sleep(0.05)
+    proc.communicate(timeout=120)
+    (run,) = out.iterdir()
+    assert not (run / "summary.json").exists(), "the run ended before it was interrupted"
+    resume = [sys.executable, "-m", "branchgym.cli", "train", "--resume", str(run)]
+    done = subprocess.run(resume, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    assert _trajectories(resumed_db) == _trajectories(reference_db)
+    keep = ("step", "success", "signal_groups", "staleness", "rollout/tokens_generated")
+    rows = [{k: r[k] for k in keep} for r in read_rows(run)]
+    assert rows == [{k: r[k] for k in keep} for r in read_rows(Path(reference))]
