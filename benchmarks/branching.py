@@ -13,7 +13,10 @@ policy counts every token the model generates. Keys per environment:
   branch is what was generated).
 - ``generated_over_tree_tokens``: tokens the policy generated for ARPO over the model tokens
   stored in its trees; 1.0 means no shared prefix was generated twice.
-- ``wall_ratio``: ARPO's rollout time over GRPO's.
+- ``wall_ratio``: ARPO's rollout time over GRPO's: the median over ``repeats`` rounds (each
+  round runs the three samplers once, in turn, on the same tasks; one SearchQA rollout lasts
+  about two seconds, so a single round swings by 0.2 with the machine's load). The per-round
+  ratios are in ``wall_ratios``. Token counts and tree statistics pool every round.
 - ``online_token_ratio`` / ``online_wall_ratio``: the same for ARPO with ``schedule="online"``
   (slots granted as decisions come in, as the released code does), for comparison.
 - ``entropy_branch_correlation``: Pearson correlation, over every turn sampled after a tool
@@ -27,7 +30,7 @@ import math
 import time
 from collections.abc import Sequence
 from dataclasses import replace
-from statistics import fmean
+from statistics import fmean, median
 
 import torch
 
@@ -105,7 +108,18 @@ def pearson(pairs: list[tuple[float, bool]]) -> float:
     return sxy / (sx * sy) if sx and sy else float("nan")
 
 
-def bench_env(name: str, tasks: int, demos: int, sft_steps: int, seed: int) -> dict:
+def _rounds(managers: dict, counter: CountingPolicy, refs, repeats: int) -> dict:
+    """Per sampler: every round's groups pooled, summed tokens, and each round's wall time."""
+    out = {name: ([], 0, []) for name in managers}
+    for _ in range(repeats):
+        for name, manager in managers.items():
+            groups, wall, tokens = _timed(manager, counter, refs)
+            pooled, total, walls = out[name]
+            out[name] = (pooled + groups, total + tokens, [*walls, wall])
+    return out
+
+
+def bench_env(name: str, tasks: int, demos: int, sft_steps: int, seed: int, repeats: int) -> dict:
     env_id, kwargs, restate = ENVS[name]
     warm = warm_start(env_id, kwargs, restate, demos, sft_steps, seed)
     make_env, policy, codec = warm.make_env, warm.policy, warm.codec
@@ -117,9 +131,11 @@ def bench_env(name: str, tasks: int, demos: int, sft_steps: int, seed: int) -> d
     refs = task_refs(env_id, "seen", tasks)
     online_cfg = replace(arpo_cfg, arpo=replace(arpo_cfg.arpo, schedule="online"))
     online = RolloutManager(make_env, counter, codec, online_cfg)
-    g_groups, g_wall, g_tok = _timed(grpo, counter, refs)
-    a_groups, a_wall, a_tok = _timed(arpo, counter, refs)
-    o_groups, o_wall, o_tok = _timed(online, counter, refs)
+    runs = _rounds({"grpo": grpo, "arpo": arpo, "online": online}, counter, refs, repeats)
+    g_groups, g_tok, g_walls = runs["grpo"]
+    a_groups, a_tok, a_walls = runs["arpo"]
+    o_groups, o_tok, o_walls = runs["online"]
+    wall_ratios = [a / g for a, g in zip(a_walls, g_walls, strict=True)]
     tree_tok = sum(tree_stats([g]).tokens_generated for g in a_groups)
     pairs = [p for g in a_groups for p in rise_and_branch(g, arpo_cfg.arpo.k)]
     stats = tree_stats(a_groups, arpo_cfg.arpo.k)
@@ -128,26 +144,29 @@ def bench_env(name: str, tasks: int, demos: int, sft_steps: int, seed: int) -> d
         "token_ratio": a_tok / g_tok,
         "predicted_token_ratio": tree_tok / sum(path_tokens(g) for g in a_groups),
         "generated_over_tree_tokens": a_tok / tree_tok,
-        "wall_ratio": a_wall / g_wall,
+        "wall_ratio": median(wall_ratios),
+        "wall_ratios": wall_ratios,
         "entropy_branch_correlation": pearson(pairs),
         "branch_rate_when_entropy_rose": fmean([b for r, b in pairs if r > 0] or [float("nan")]),
         "branch_rate_otherwise": fmean([b for r, b in pairs if r <= 0] or [float("nan")]),
-        "grpo_tokens_per_path": g_tok / (16 * tasks),
-        "arpo_path_tokens_per_path": sum(path_tokens(g) for g in a_groups) / (16 * tasks),
+        "grpo_tokens_per_path": g_tok / (16 * tasks * repeats),
+        "arpo_path_tokens_per_path": sum(path_tokens(g) for g in a_groups) / (16 * tasks * repeats),
         "grpo_success": fmean(t.won for g in g_groups for t in g.trajectories),
         "arpo_success": fmean(t.won for g in a_groups for t in g.trajectories),
-        "grpo_wall_s": g_wall,
-        "arpo_wall_s": a_wall,
+        "grpo_wall_s": median(g_walls),
+        "arpo_wall_s": median(a_walls),
         "arpo_trees": stats.as_dict(),
         "online_token_ratio": o_tok / g_tok,
-        "online_wall_ratio": o_wall / g_wall,
+        "online_wall_ratio": median(o / g for o, g in zip(o_walls, g_walls, strict=True)),
         "online_trees": tree_stats(o_groups, arpo_cfg.arpo.k).as_dict(),
     }
 
 
-def main(tasks: int = 16, demos: int = 600, sft_steps: int = 150, seed: int = 0) -> dict:
+def main(
+    tasks: int = 16, demos: int = 600, sft_steps: int = 150, seed: int = 0, repeats: int = 3
+) -> dict:
     torch.set_num_threads(1)
-    results = {name: bench_env(name, tasks, demos, sft_steps, seed) for name in ENVS}
+    results = {name: bench_env(name, tasks, demos, sft_steps, seed, repeats) for name in ENVS}
     goals = {
         "token_ratio_within_5pct_of_predicted": all(
             abs(r["token_ratio"] - r["predicted_token_ratio"]) <= 0.05 * r["predicted_token_ratio"]
@@ -160,7 +179,13 @@ def main(tasks: int = 16, demos: int = 600, sft_steps: int = 150, seed: int = 0)
     }
     return {
         "benchmark": "branching",
-        "config": {"tasks": tasks, "demos": demos, "sft_steps": sft_steps, "seed": seed},
+        "config": {
+            "tasks": tasks,
+            "demos": demos,
+            "sft_steps": sft_steps,
+            "seed": seed,
+            "repeats": repeats,
+        },
         **results,
         "goals": goals,
     }
