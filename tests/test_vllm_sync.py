@@ -186,6 +186,38 @@ def test_a_ray_run_samples_through_two_servers_and_syncs_both(
     OpenAIPolicy(ServerConfig(sync_server, "tiny")).load_weights(models[0], 0)
 
 
+def test_train_with_lora_through_one_server_ends_with_the_merged_policy_served(
+    sync_server, models, tiny_tok, requests, tmp_path
+):
+    """``train --backend openai`` without Ray, training LoRA adapters: every update reaches
+    the server as merged weights, so at the end the server decodes as the saved policy does."""
+    from transformers import AutoModelForCausalLM
+
+    from branchgym.agents.openai import OpenAIPolicy, ServerConfig
+
+    config = tmp_path / "lora.toml"
+    config.write_text(
+        f'preset = "smoke"\nmodel_path = "{models[0]}"\n[sft]\ndemos = 16\n'
+        "[rl]\nsteps = 2\ndrop_uniform_groups = false\n[lora]\nrank = 4\n"
+        "[eval]\nepisodes = 4\ngreedy = false\n"
+        f'[backend]\nbackend = "openai"\nbase_url = "{sync_server}"\nserved_model = "tiny"\n'
+    )
+    url = f"sqlite:///{tmp_path / 'lora.db'}"
+    train_in_subprocess(config, url, tmp_path / "runs")
+    (run,) = (tmp_path / "runs").iterdir()
+    assert (run / "adapter").is_dir() and not (run / "generator").exists()
+    root = sync_server.removesuffix("/v1")
+    assert httpx.get(f"{root}/weight_info", timeout=5).json() == {"weight_version": "2"}
+    assert [(s, v) for s, v, _ in group_rows(url)] == [(s, s) for s in range(2) for _ in "ab"]
+    served = OpenAIPolicy(ServerConfig(sync_server, "tiny"), vocab_size=len(tiny_tok))
+    final = AutoModelForCausalLM.from_pretrained(run / "policy")
+    base = models[1].state_dict()
+    assert any(not torch.equal(w, base[k]) for k, w in final.state_dict().items())  # it learned
+    assert_same(served.generate(requests), hf_greedy(final, tiny_tok, requests))
+    # the module's other tests expect the served folder's weights
+    OpenAIPolicy(ServerConfig(sync_server, "tiny")).load_weights(models[0], 0)
+
+
 def store_groups(url: str):
     from branchgym.rollouts.store import TrajectoryStore
 
