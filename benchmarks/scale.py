@@ -11,6 +11,11 @@ environments inside the rollout workers (``ray.env_workers = 0``). ``ray_start_s
 of ``ray.init``; ``*_start_s`` the time until a configuration's workers hold the weights.
 Throughput is trajectories per second after one warm-up round. On a 2-core machine two workers
 can at best double one; the learner process competes for the same cores.
+
+``sync_steps_per_s`` / ``async_steps_per_s``: whole RL steps (two workers roll out a step's
+groups, the learner takes a PPO step on them and hands the weights over) as ``train --ray``
+takes them through ``RaySampler.step``, with ``ray.max_staleness`` 0 and 1: asynchronous, the
+workers sample the next step while the learner updates. ``async_speedup`` is their ratio.
 """
 
 from __future__ import annotations
@@ -46,7 +51,40 @@ def _rate(collect, rounds: int, tasks_per_round: int, samples: int, start_seed: 
     return rounds * tasks_per_round * samples / (time.perf_counter() - start)
 
 
-def main(rounds: int = 3, tasks: int = 8, samples: int = 4, max_turns: int = 6) -> dict:
+def _steps_per_s(cfg, tokenizer, model, store, steps: int, tasks: int) -> float:
+    """RL steps per second through ``RaySampler.step``, after one warm-up step."""
+    import copy
+    import random
+
+    from branchgym.agents.learner import Learner, samples_from_groups
+    from branchgym.config import steps_ahead
+    from branchgym.distributed import RaySampler
+    from branchgym.runner import _jsonable
+    from branchgym.tasks.suite import task_refs
+
+    learner = Learner(copy.deepcopy(model), tokenizer.pad_token_id, cfg.learner)
+    sampler = RaySampler(cfg, _jsonable(cfg), "scale", tokenizer, learner.model, version=0)
+    rng, seeds = random.Random(0), iter(range(50_000, 10**9, 1_000))
+
+    def draw() -> list:
+        return task_refs(ENV, "train", tasks, start=next(seeds))
+
+    start = 0.0
+    for step in range(steps + 1):
+        if step == 1:
+            start = time.perf_counter()
+        last = min(step + steps_ahead(cfg), steps)
+        groups, _ = sampler.step(store, step, last, learner.version, draw)
+        learner.rl_step(samples_from_groups(groups, "soft"), rng)
+        sampler.sync(learner.model, learner.version)
+    rate = steps / (time.perf_counter() - start)
+    sampler.close()
+    return rate
+
+
+def main(
+    rounds: int = 3, tasks: int = 8, samples: int = 4, max_turns: int = 6, steps: int = 6
+) -> dict:
     from branchgym.agents.hf import HFPolicy
     from branchgym.agents.model import TinyModelConfig, tiny_model
     from branchgym.agents.protocol import TurnCodec
@@ -95,6 +133,12 @@ def main(rounds: int = 3, tasks: int = 8, samples: int = 4, max_turns: int = 6) 
         rate = _rate(remote, rounds, tasks, samples, 10_000 * (len(result) + 1))
         result[f"{name}_traj_per_s"] = round(rate, 2)
         sampler.close()
+    for staleness in (0, 1):
+        wcfg = _config(db, 2, samples, max_turns, 0)
+        wcfg = dataclasses.replace(wcfg, ray=dataclasses.replace(wcfg.ray, max_staleness=staleness))
+        rate = _steps_per_s(wcfg, tokenizer, model, store, steps, tasks)
+        result[f"{'a' if staleness else ''}sync_steps_per_s"] = round(rate, 3)
+    result["async_speedup"] = round(result["async_steps_per_s"] / result["sync_steps_per_s"], 3)
     ray.shutdown()
     store.close()
     for suffix in ("", "_envs_inside"):

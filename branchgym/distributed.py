@@ -35,6 +35,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -240,6 +241,7 @@ class RaySampler:
         ]
         ray.get([w.attach.remote(self.env_workers) for w in self.workers])
         self._loads: list = []  # weight hand-overs sent but not yet confirmed
+        self.pending: dict[int, list] = {}  # step -> its rollouts, sent and not yet read
         self.sync(model, version, everything=True)  # the first time: base weights too
 
     def sync(self, model, version: int, everything: bool = False) -> None:
@@ -287,9 +289,23 @@ class RaySampler:
         """Roll out one step's tasks and wait for its groups."""
         return self.wait(store, self.submit(tasks, step, version))
 
-    def drain(self, pending: list) -> None:
-        """Wait for rollouts that will not be trained on (the run stopped before their step)."""
-        self.ray.get(pending)
+    def step(
+        self, store, step: int, last: int, version: int, draw: Callable[[], list]
+    ) -> tuple[list, list[int]]:
+        """Step ``step``'s groups, after sending the rollouts of every step up to ``last`` not
+        sent yet, on tasks from ``draw`` and the weights of ``version``. With ``last > step``
+        the workers sample those while the caller updates (asynchronous rollouts)."""
+        for ahead in range(max(self.pending, default=step - 1) + 1, last + 1):
+            self.pending[ahead] = self.submit(draw(), ahead, version)
+        return self.wait(store, self.pending.pop(step))
+
+    def drain(self) -> int | None:
+        """Wait for rollouts sent ahead that will not be trained on (the run stopped before
+        their steps); returns the first such step, or None."""
+        first = min(self.pending, default=None)
+        self.ray.get([ref for refs in self.pending.values() for ref in refs])
+        self.pending.clear()
+        return first
 
     def state(self) -> list[dict]:
         """Every rollout worker's random streams, for a checkpoint (after their queued work)."""

@@ -209,7 +209,6 @@ class _Run:
         self.buffer = ReplayBuffer(store, self.run_id, cfg.replay) if cfg.rl.sil else None
         self.rng = random.Random(cfg.seed)  # tasks, minibatch order, replay sampling
         self.sampler = None  # RaySampler with --ray, made when RL starts
-        self.pending: dict[int, list] = {}  # step -> its rollouts on Ray, sent, not yet read
         self.ray_state: list | None = None  # the Ray workers' random streams, to restore
         self.t_start = time.time()
         self.sft: dict[str, EvalResult] = {}
@@ -300,18 +299,8 @@ class _Run:
             last = step + 1 == cfg.rl.steps or (budget and spent >= budget)
             if (step + 1) % cfg.rl.checkpoint_every == 0 or last:
                 self._checkpoint(step + 1)
-        self._drop_pending()
-
-    def _drop_pending(self) -> None:
-        """Rollouts sent ahead for steps the run will not take (the token budget ran out):
-        wait for them, then delete what they stored."""
-        if not self.pending:
-            return
-        first = min(self.pending)
-        for refs in self.pending.values():
-            self.sampler.drain(refs)
-        self.pending.clear()
-        self.store.delete_groups(self.run_id, first)
+        if self.sampler is not None and (first := self.sampler.drain()) is not None:
+            self.store.delete_groups(self.run_id, first)  # sampled ahead, never trained on
 
     def _rl_step(self, step: int) -> dict:
         """Roll out, store, update (and replay): one RL step; returns its metrics row."""
@@ -364,9 +353,7 @@ class _Run:
             groups = scored_groups(rollouts, self.cfg.rl, step)
             return groups, self.store.write_groups(self.run_id, groups)
         last = min(step + steps_ahead(self.cfg), self.cfg.rl.steps - 1)
-        for ahead in range(max(self.pending, default=step - 1) + 1, last + 1):
-            self.pending[ahead] = self.sampler.submit(self._tasks(), ahead, version)
-        return self.sampler.wait(self.store, self.pending.pop(step))
+        return self.sampler.step(self.store, step, last, version, self._tasks)
 
     def _replay(self, group_ids: list[int], step: int) -> tuple[list, dict]:
         self.buffer.admit(group_ids)
@@ -417,7 +404,7 @@ class _Run:
         """The Ray workers' random streams, so a resumed run samples as the uninterrupted one.
         Not with rollouts in flight (``ray.max_staleness``): those are sampled already, and a
         resumed run samples them again with other streams, so it is not step-identical."""
-        if self.sampler is None or self.pending:
+        if self.sampler is None or self.sampler.pending:
             return None
         return self.sampler.state()
 
