@@ -151,3 +151,17 @@ def test_a_ray_run_interrupted_after_a_checkpoint_resumes_step_identical(postgre
     keep = ("step", "success", "signal_groups", "staleness", "rollout/tokens_generated")
     rows = [{k: r[k] for k in keep} for r in read_rows(run)]
     assert rows == [{k: r[k] for k in keep} for r in read_rows(Path(reference))]
+
+
+def test_bench_scale_runs_with_a_tiny_budget():
+    from typer.testing import CliRunner
+
+    from branchgym.cli import app
+
+    sets = ["rounds=1", "tasks=2", "samples=2", "max_turns=2", "steps=2"]
+    args = ["bench", "scale"] + [a for s in sets for a in ("--set", s)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output[result.output.index("{") :])
+    assert out["sync_steps_per_s"] > 0 and out["async_steps_per_s"] > 0
+    assert out["async_speedup"] == round(out["async_steps_per_s"] / out["sync_steps_per_s"], 3)
