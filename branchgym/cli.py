@@ -84,6 +84,13 @@ def train(
     ray_workers: Annotated[
         int | None, typer.Option(help="rollout workers (and environment workers) on Ray")
     ] = None,
+    max_staleness: Annotated[
+        int | None,
+        typer.Option(
+            help="--ray: rollouts run ahead while the learner updates, on weights at most N "
+            "versions old (default 0: synchronous)"
+        ),
+    ] = None,
     backend: Annotated[
         str | None,
         typer.Option(
@@ -112,7 +119,7 @@ def train(
         if resume is not None:
             _no_overrides_on_resume(
                 preset, config, seed, env, db, rl_steps, model, algo, sil, ray_address, ray_workers,
-                backend, base_url, served_model,
+                max_staleness, backend, base_url, served_model,
             )  # fmt: skip
             resume_run(resume, out or "runs", console)
             return
@@ -129,7 +136,8 @@ def train(
             cfg = replace(cfg, rollout=replace(cfg.rollout, algo=algo))
         if sil is not None:
             cfg = replace(cfg, rl=replace(cfg.rl, sil=sil))
-        cfg = replace(cfg, ray=_ray_options(cfg.ray, ray, ray_address, ray_workers))
+        ray_cfg = _ray_options(cfg.ray, ray, ray_address, ray_workers, max_staleness)
+        cfg = replace(cfg, ray=ray_cfg)
         generator = {"backend": backend, "base_url": base_url, "served_model": served_model}
         generator = {k: v for k, v in generator.items() if v is not None}
         cfg = replace(cfg, backend=replace(cfg.backend, **generator))
@@ -183,8 +191,10 @@ def _train_config(preset: str | None, config: Path | None, env: str | None):
     return _with_env(cfg, env) if env is not None else cfg
 
 
-def _ray_options(ray_cfg, enabled: bool | None, address: str | None, workers: int | None):
-    changes = {"enabled": enabled, "address": address}
+def _ray_options(
+    ray_cfg, enabled: bool | None, address: str | None, workers: int | None, staleness: int | None
+):
+    changes = {"enabled": enabled, "address": address, "max_staleness": staleness}
     if workers is not None:
         changes |= {"rollout_workers": workers, "env_workers": workers}
     return replace(ray_cfg, **{k: v for k, v in changes.items() if v is not None})

@@ -103,10 +103,12 @@ def test_async_rollouts_need_ray(tmp_path):
     from branchgym.cli import app
 
     (tmp_path / "a.toml").write_text("[ray]\nmax_staleness = 1\n")
-    args = ["train", "--preset", "smoke", "--config", str(tmp_path / "a.toml")]
-    result = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "runs")])
-    assert result.exit_code == 2
-    assert "ray.max_staleness" in result.output and "--ray" in result.output
+    file = ["--config", str(tmp_path / "a.toml")]
+    for how in (file, ["--max-staleness", "1"]):  # the config file's key, or the flag
+        args = ["train", "--preset", "smoke", *how, "--out", str(tmp_path / "runs")]
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 2
+        assert "ray.max_staleness" in result.output and "--ray" in result.output
 
 
 def _trajectories(url: str) -> list[tuple]:
