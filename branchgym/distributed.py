@@ -14,15 +14,15 @@ Nothing here is home-made scheduling: Ray runs the actors and moves the weights,
   gives each group its advantages, writes the groups to the store (each in one transaction,
   tagged with the worker's name and the policy version) and returns their ids.
 - **The learner** is the ``branchgym train`` process. ``RaySampler.submit`` spreads a step's
-  tasks over the rollout workers and reads the written groups back from the store;
+  tasks over the rollout workers and ``wait`` reads the written groups back from the store;
   ``RaySampler.sync`` puts the updated weights into Ray's object store once (the trainable
   ones only: with LoRA, just the adapters) and every worker loads them before its next rollout.
   With servers, the learner's own generator has loaded the new weights into every server
   (``OpenAIPolicy`` mirrors) and the workers only learn the version.
-- **Asynchronous rollouts** (``ray.max_staleness``): ``RaySampler.submit`` starts a step's
-  rollouts and ``wait`` reads them, so the learner can send later steps before it updates.
-  Ray runs an actor's calls in the order they were sent, so a worker loads a new version
-  right after the rollouts queued before it.
+- **Asynchronous rollouts** (``ray.max_staleness``): ``RaySampler.step`` sends the next
+  steps' rollouts before it waits for the current one's, so workers sample while the learner
+  updates. Ray runs an actor's calls in the order they were sent, so a worker loads a new
+  version right after the rollouts queued before it.
 
 Multi-node: start a Ray cluster (``ray start --head`` on one node, ``ray start --address
 HEAD:6379`` on the others), run PostgreSQL where every node reaches it, and run
