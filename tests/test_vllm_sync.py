@@ -148,6 +148,42 @@ def test_train_with_the_vllm_backend_tags_groups_with_policy_versions(tmp_path):
     assert segments and not any(s.entropy_exact for s in segments)  # vLLM sampled them
 
 
+def test_a_vllm_backend_run_interrupted_after_a_checkpoint_resumes_on_its_versions(tmp_path):
+    """Ctrl-C after the step-1 checkpoint, then ``--resume``: the engine of the resumed run
+    starts from the checkpoint's weights and version, so every group is still tagged with the
+    step's version and the run ends."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from branchgym.runlog import read_rows
+
+    config = tmp_path / "vllm.toml"
+    config.write_text(
+        'preset = "smoke"\n[sft]\ndemos = 16\n[rl]\nsteps = 3\ncheckpoint_every = 1\n'
+        "drop_uniform_groups = false\n[eval]\nepisodes = 4\ngreedy = false\n"
+    )
+    out = tmp_path / "runs"
+    cmd = [sys.executable, "-m", "branchgym.cli", "train", "--out", str(out)]
+    proc = subprocess.Popen([*cmd, "--config", str(config), "--backend", "vllm"])
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        pointer = next(out.glob("*/checkpoint.json"), None)
+        if pointer is not None and json.loads(pointer.read_text())["step"] >= 1:
+            proc.send_signal(signal.SIGINT)
+            break
+        time.sleep(0.05)
+    proc.wait(timeout=120)
+    (run,) = out.iterdir()
+    assert not (run / "summary.json").exists(), "the run ended before it was interrupted"
+    done = subprocess.run([*cmd, "--resume", run.name], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert [r["step"] for r in read_rows(run)] == [0, 1, 2]
+    url = f"sqlite:///{run / 'trajectories.db'}"
+    assert [(s, v) for s, v, _ in group_rows(url)] == [(s, s) for s in range(3) for _ in "ab"]
+
+
 @pytest.mark.ray
 @pytest.mark.postgres
 def test_a_ray_run_samples_through_two_servers_and_syncs_both(
