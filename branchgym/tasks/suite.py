@@ -14,6 +14,9 @@ import json
 from collections.abc import Iterable
 from dataclasses import asdict, fields
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 from branchgym.trajectory import TaskRef
 
@@ -69,3 +72,17 @@ def _parse(line: str, where: str) -> TaskRef:
     if not isinstance(record["seed"], int) or isinstance(record["seed"], bool):
         raise SuiteError(f"{where}: seed must be an integer")
     return TaskRef(**record)
+
+
+def episode_seed(
+    np_random: np.random.Generator, seed: int | None, options: dict[str, Any] | None
+) -> tuple[int, str | None]:
+    """An environment's episode seed and split in ``reset``: the task's when
+    ``options["task"]`` is a ``TaskRef``, else ``seed``, else one drawn from the env's
+    generator (split None: the env's default)."""
+    task = (options or {}).get("task")
+    if isinstance(task, TaskRef):
+        return task.seed, task.split
+    if seed is not None:
+        return seed, None
+    return int(np_random.integers(2**31)), None

@@ -15,9 +15,6 @@ from types import ModuleType
 from typing import Any
 
 import gymnasium as gym
-import numpy as np
-
-from branchgym.trajectory import TaskRef
 
 # Engine texts (a ScienceWorld room, TextWorld's opening) can pass the 4,096 characters the
 # model environments allow; actions stay short so the checker's random samples stay cheap.
@@ -58,19 +55,6 @@ def clean_action(action: Any) -> str:
         return ""
     command = _CONTROL.sub(" ", action)[:MAX_ACTION_CHARS]
     return _SURROGATES.sub("\ufffd", command).strip()
-
-
-def episode_seed(
-    np_random: np.random.Generator, seed: int | None, options: dict[str, Any] | None
-) -> tuple[int, str | None]:
-    """The episode's seed and split: the task's when ``options["task"]`` is a ``TaskRef``,
-    else ``seed``, else one drawn from the env's generator (split None: the env's default)."""
-    task = (options or {}).get("task")
-    if isinstance(task, TaskRef):
-        return task.seed, task.split
-    if seed is not None:
-        return seed, None
-    return int(np_random.integers(2**31)), None
 
 
 def public_info(info: dict[str, Any]) -> dict[str, Any]:

@@ -52,11 +52,11 @@ from branchgym.envs.adapters._common import (
     ACTIONS,
     OBSERVATIONS,
     clean_action,
-    episode_seed,
     public_info,
     require,
 )
 from branchgym.envs.adapters._replay import ReplaySnapshots
+from branchgym.tasks.suite import episode_seed
 
 SPLIT_DIRS = {
     "train": "train",

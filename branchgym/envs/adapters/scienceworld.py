@@ -48,11 +48,11 @@ from branchgym.envs.adapters._common import (
     ACTIONS,
     OBSERVATIONS,
     clean_action,
-    episode_seed,
     public_info,
     require,
 )
 from branchgym.envs.adapters._replay import ReplaySnapshots
+from branchgym.tasks.suite import episode_seed
 
 SPLITS = {"train": "train", "seen": "dev", "unseen": "test", "dev": "dev", "test": "test"}
 PARSER_REJECTS = ("No known action matches that input.", "Unknown action.", "Ambiguous request")

@@ -38,11 +38,11 @@ from branchgym.envs.adapters._common import (
     ACTIONS,
     OBSERVATIONS,
     clean_action,
-    episode_seed,
     public_info,
     require,
 )
 from branchgym.envs.adapters._replay import ReplaySnapshots
+from branchgym.tasks.suite import episode_seed
 
 JERICHO_MAX_BYTES = 190
 

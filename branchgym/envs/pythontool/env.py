@@ -34,7 +34,7 @@ from branchgym.envs.pythontool.sandbox import (
 )
 from branchgym.envs.toolcall import ToolProtocol
 from branchgym.tasks.scoring import exact_match
-from branchgym.trajectory import TaskRef
+from branchgym.tasks.suite import episode_seed
 
 TEXT = gym.spaces.Text(max_length=4096, charset=string.printable)
 _PRINTABLE = frozenset(string.printable)
@@ -100,10 +100,7 @@ class PythonToolEnv(gym.Env[str, str]):
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
-        task = (options or {}).get("task")
-        episode = task.seed if isinstance(task, TaskRef) else seed
-        if episode is None:
-            episode = int(self.np_random.integers(2**31))
+        episode, _ = episode_seed(self.np_random, seed, options)
         self._problem = make_problem(episode)
         self._printed = False
         self._last = f"Question: {self._problem.text}"

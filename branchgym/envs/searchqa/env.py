@@ -24,7 +24,7 @@ from rank_bm25 import BM25Okapi
 from branchgym.envs.searchqa.world import Question, World, build_world, make_question
 from branchgym.envs.toolcall import ToolCall, ToolProtocol
 from branchgym.tasks.scoring import exact_match, token_f1
-from branchgym.trajectory import TaskRef
+from branchgym.tasks.suite import episode_seed
 
 TEXT = gym.spaces.Text(max_length=4096, charset=string.printable)
 
@@ -69,10 +69,7 @@ class SearchQAEnv(gym.Env[str, str]):
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
-        task = (options or {}).get("task")
-        episode = task.seed if isinstance(task, TaskRef) else seed
-        if episode is None:
-            episode = int(self.np_random.integers(2**31))
+        episode, _ = episode_seed(self.np_random, seed, options)
         self._q = make_question(self.world, episode, self.max_hops)
         self._searched = ()
         self._last = f"Question: {self._q.text}"
