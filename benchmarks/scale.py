@@ -57,13 +57,12 @@ def _steps_per_s(cfg, tokenizer, model, store, steps: int, tasks: int) -> float:
     import random
 
     from branchgym.agents.learner import Learner, samples_from_groups
-    from branchgym.config import steps_ahead
+    from branchgym.config import config_json, steps_ahead
     from branchgym.distributed import RaySampler
-    from branchgym.runner import _jsonable
     from branchgym.tasks.suite import task_refs
 
     learner = Learner(copy.deepcopy(model), tokenizer.pad_token_id, cfg.learner)
-    sampler = RaySampler(cfg, _jsonable(cfg), "scale", tokenizer, learner.model, version=0)
+    sampler = RaySampler(cfg, config_json(cfg), "scale", tokenizer, learner.model, version=0)
     rng, seeds = random.Random(0), iter(range(50_000, 10**9, 1_000))
 
     def draw() -> list:
@@ -89,10 +88,11 @@ def main(
     from branchgym.agents.model import TinyModelConfig, tiny_model
     from branchgym.agents.protocol import TurnCodec
     from branchgym.agents.tokenizer import train_tokenizer
+    from branchgym.config import config_json
     from branchgym.distributed import RaySampler, start
     from branchgym.rollouts.manager import RolloutManager
     from branchgym.rollouts.store import TrajectoryStore
-    from branchgym.runner import _jsonable, env_factory
+    from branchgym.runner import env_factory
     from branchgym.train import env_corpus
 
     torch.set_num_threads(1)
@@ -124,7 +124,7 @@ def main(
         name = f"ray_{workers}_workers" + ("_envs_inside" if env_workers == 0 else "")
         wcfg = _config(db, workers, samples, max_turns, env_workers)
         t0 = time.perf_counter()
-        sampler = RaySampler(wcfg, _jsonable(wcfg), "scale", tokenizer, model, version=0)
+        sampler = RaySampler(wcfg, config_json(wcfg), "scale", tokenizer, model, version=0)
         result[f"{name}_start_s"] = round(time.perf_counter() - t0, 2)
 
         def remote(task_list, sampler=sampler):

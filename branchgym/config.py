@@ -6,8 +6,9 @@ command-line flags override the preset.
 
 from __future__ import annotations
 
+import json
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Literal
 
 from branchgym.agents.backends import BACKENDS, BackendConfig, server_urls
@@ -215,6 +216,11 @@ def _validate_staleness(cfg: TrainConfig) -> None:
             f"ray.max_staleness = {cfg.ray.max_staleness}: each step makes two updates with "
             "rl.sil_mode = 'separate', so rollouts can run a step ahead from 2 on"
         )
+
+
+def config_json(cfg: TrainConfig) -> dict:
+    """``cfg`` as plain JSON values (paths and the like as strings), as a run folder stores it."""
+    return json.loads(json.dumps(asdict(cfg), default=str))
 
 
 def _get(cfg, path: str):

@@ -39,13 +39,14 @@ from branchgym.agents.lora import is_lora, load_lora, with_lora
 from branchgym.agents.model import n_params
 from branchgym.agents.protocol import TurnCodec, turn_format
 from branchgym.agents.weightsync import policy_version, sync_policy
-from branchgym.config import TrainConfig, steps_ahead, validate
+from branchgym.config import TrainConfig, config_json, steps_ahead, validate
 from branchgym.configio import apply_overrides
 from branchgym.envs.wrappers import RestateInstruction
 from branchgym.rollouts.manager import RolloutManager
 from branchgym.rollouts.replay import ReplayBuffer
 from branchgym.rollouts.store import StoreError, TrajectoryStore
 from branchgym.runlog import RunLog, read_rows
+from branchgym.runsummary import eval_line, print_results, run_summary
 from branchgym.tasks.suite import task_refs
 from branchgym.train import (
     SEED_RANGE,
@@ -90,7 +91,7 @@ def train(cfg: TrainConfig, console: Console | None = None) -> dict:
     run_dir = _new_run_dir(Path(cfg.out_dir), f"{time.strftime('%Y%m%d-%H%M%S')}-seed{cfg.seed}")
     run_id = run_dir.name
     store = _open_store(cfg, run_id, run_dir)
-    (run_dir / CONFIG).write_text(json.dumps(_jsonable(cfg), indent=2))
+    (run_dir / CONFIG).write_text(json.dumps(config_json(cfg), indent=2))
     tokenizer.save_pretrained(run_dir / TOKENIZER)
     model = _adapt(cfg, model, run_dir)
     return _Run(cfg, run_dir, store, model, tokenizer, console).go(None)
@@ -226,7 +227,7 @@ class _Run:
         try:
             with (
                 progress_bars(self.console) as bar,
-                RunLog(self.run_dir, self.run_id, _jsonable(self.cfg), start) as log,
+                RunLog(self.run_dir, self.run_id, config_json(self.cfg), start) as log,
             ):
                 if ckpt is None:
                     self._sft(bar)
@@ -256,7 +257,7 @@ class _Run:
             run_sft(self.learner, demos, cfg, bar)
             self._sync()
         self.sft = self._evaluate()
-        self.console.print(f"SFT policy: held-out success {_line(self.sft)}")
+        self.console.print(f"SFT policy: held-out success {eval_line(self.sft)}")
         if cfg.learner.kl_coef:  # the KL term's anchor, kept for resumed runs
             reference = copy.deepcopy(self.model)
             if is_lora(reference):
@@ -272,7 +273,7 @@ class _Run:
         if cfg.ray.enabled:
             from branchgym.distributed import RaySampler
 
-            args = (_jsonable(cfg), self.run_id, self.tokenizer, self.model, self.learner.version)
+            args = (config_json(cfg), self.run_id, self.tokenizer, self.model, self.learner.version)
             self.sampler = RaySampler(cfg, *args)
             if self.ray_state is not None:
                 self.sampler.set_state(self.ray_state)
@@ -419,12 +420,12 @@ class _Run:
         self.tokenizer.save_pretrained(self.run_dir / "policy")
         if self.cfg.backend.backend != "hf" and not self.cfg.backend.weights_dir:
             shutil.rmtree(self.run_dir / GENERATOR, ignore_errors=True)  # copies of the weights
-        summary = _summary(self.cfg, self.sft, rl, self.t_start)
+        summary = run_summary(self.cfg, self.sft, rl, self.t_start)
         (self.run_dir / SUMMARY).write_text(json.dumps(summary, indent=2))
         from branchgym.plots import plot_run
 
         plot_run(self.run_dir, window=max(1, self.cfg.rl.steps // 20))
-        _print_table(self.console, self.sft, rl, self.cfg, self.run_dir)
+        print_results(self.console, self.sft, rl, self.cfg, self.run_dir)
         return summary
 
 
@@ -449,63 +450,8 @@ def _open_store(cfg: TrainConfig, run_id: str, run_dir: Path) -> TrajectoryStore
         if not any(run_dir.iterdir()):
             run_dir.rmdir()
         raise
-    store.create_run(run_id, _jsonable(cfg))
+    store.create_run(run_id, config_json(cfg))
     return store
-
-
-def _line(results: dict[str, EvalResult]) -> str:
-    return ", ".join(f"{k} {r.success:.3f} ± {r.stderr:.3f}" for k, r in results.items())
-
-
-def _summary(cfg: TrainConfig, sft: dict, rl: dict, t_start: float) -> dict:
-    """``sft_success`` / ``rl_success`` are the sampled (headline) evaluation."""
-    out = {
-        "env_id": cfg.env_id,
-        "sft_success": sft["sampled"].success,
-        "sft_stderr": sft["sampled"].stderr,
-        "rl_success": rl["sampled"].success,
-        "rl_stderr": rl["sampled"].stderr,
-        "heldout_episodes": rl["sampled"].episodes,
-        "eval_temperature": cfg.eval.temperature,
-        "seed": cfg.seed,
-        "minutes": (time.time() - t_start) / 60,
-    }
-    if "greedy" in rl:
-        out |= {
-            "sft_greedy_success": sft["greedy"].success,
-            "sft_greedy_stderr": sft["greedy"].stderr,
-            "rl_greedy_success": rl["greedy"].success,
-            "rl_greedy_stderr": rl["greedy"].stderr,
-        }
-    return out | {"sft": _asdicts(sft), "rl": _asdicts(rl)}
-
-
-def _asdicts(results: dict[str, EvalResult]) -> dict:
-    return {k: asdict(r) for k, r in results.items()}
-
-
-def _print_table(console: Console, sft: dict, rl: dict, cfg: TrainConfig, run_dir: Path) -> None:
-    from rich.table import Table
-
-    table = Table(title=f"held-out evaluation ({cfg.eval.episodes} episodes each)")
-    for col in ("policy", "decoding", "success ± stderr", "mean turns", "mean entropy"):
-        table.add_column(col)
-    for name, results in (("SFT", sft), (f"SFT + {cfg.rollout.algo.upper()}", rl)):
-        for kind, r in results.items():
-            decoding = "greedy" if kind == "greedy" else f"sampled, T={cfg.eval.temperature}"
-            table.add_row(
-                name,
-                decoding,
-                f"{r.success:.3f} ± {r.stderr:.3f}",
-                f"{r.mean_turns:.2f}",
-                f"{r.mean_entropy:.3f}",
-            )
-    console.print(table)
-    console.print(f"run folder: {run_dir}")
-
-
-def _jsonable(cfg: TrainConfig) -> dict:
-    return json.loads(json.dumps(asdict(cfg), default=str))
 
 
 __all__ = ["ResumeError", "env_factory", "find_run", "load_run_config", "resume", "train"]
