@@ -216,11 +216,13 @@ class WidthRecorder:
 
     def __init__(self, model) -> None:
         self.widths: list[int] = []
+        self.cache_widths: list[int] = []  # the attention mask's width: cache plus input
         self._orig = model.forward
         model.forward = self
 
     def __call__(self, *args, **kwargs):
         self.widths.append(kwargs["input_ids"].shape[1])
+        self.cache_widths.append(kwargs["attention_mask"].shape[1])
         return self._orig(*args, **kwargs)
 
 
@@ -238,16 +240,17 @@ def assert_matches_score(policy: HFPolicy, prefixes, gens) -> None:
         assert all(0 <= e <= math.log(policy.model.config.vocab_size) + ATOL for e in gen.entropies)
 
 
+@pytest.mark.parametrize("compact_at", [0.0, 1.0])  # the cache compacted at every call / never
 @pytest.mark.parametrize("attn", ["sdpa", "eager"])
 @pytest.mark.parametrize("temperature", [0.0, 1.0])
 @pytest.mark.parametrize("layers", [1, 2])
-def test_cache_reuse_matches_fresh_scoring(tiny_tok, codec, temperature, layers, attn):
+def test_cache_reuse_matches_fresh_scoring(tiny_tok, codec, temperature, layers, attn, compact_at):
     torch.manual_seed(0)
     cfg = TinyModelConfig(hidden_size=32, layers=layers, heads=2, kv_heads=1, intermediate_size=64)
     model = tiny_model(len(tiny_tok), tiny_tok.pad_token_id, codec.stop_id, cfg)
     model.set_attn_implementation(attn)
     sharpen(model)
-    policy = HFPolicy(model, tiny_tok, tiny_tok.pad_token_id, seed=1)
+    policy = HFPolicy(model, tiny_tok, tiny_tok.pad_token_id, seed=1, compact_at=compact_at)
 
     def params(n):
         return SamplingParams(
@@ -289,11 +292,15 @@ def test_cache_reuse_matches_fresh_scoring(tiny_tok, codec, temperature, layers,
     assert suffixes == [1 + len(new_obs[i]) for i in order]  # last sample + new observation
     assert recorder.widths[0] == max(suffixes)  # only the suffixes were fed, not the history
     assert recorder.widths[1:] == [1] * (len(recorder.widths) - 1)
+    # turn 1 left holes (shorter prompts, rows that stopped early): compacting drops them all
+    tight = max(fed_before) + max(suffixes)
+    assert (recorder.cache_widths[0] == tight) == (compact_at == 0.0)
     assert_matches_score(policy, [prefixes2[i] for i in order], gens2)
 
 
-def test_unknown_session_is_encoded_fresh_beside_cached_ones(tiny_tok, codec, tiny_lm):
-    policy = HFPolicy(sharpen(tiny_lm), tiny_tok, tiny_tok.pad_token_id, seed=0)
+@pytest.mark.parametrize("compact_at", [0.0, 1.0])
+def test_unknown_session_is_encoded_fresh_beside_cached_ones(tiny_tok, codec, tiny_lm, compact_at):
+    policy = HFPolicy(sharpen(tiny_lm), tiny_tok, tiny_tok.pad_token_id, 0, compact_at)
     p = SamplingParams(max_new_tokens=4, temperature=1.0, stop_token_ids=(codec.stop_id,))
     prompts = [codec.observation_ids(o) for o in OBS[:2]]
     gens1 = policy.generate(
@@ -314,8 +321,9 @@ def test_unknown_session_is_encoded_fresh_beside_cached_ones(tiny_tok, codec, ti
     assert set(policy._rows.sessions) == {"brand-new", "a1"}  # "a0" was not asked for: dropped
 
 
-def test_parent_session_seeds_a_new_branch(tiny_tok, codec, tiny_lm):
-    policy = HFPolicy(sharpen(tiny_lm), tiny_tok, tiny_tok.pad_token_id, seed=0)
+@pytest.mark.parametrize("compact_at", [0.0, 1.0])
+def test_parent_session_seeds_a_new_branch(tiny_tok, codec, tiny_lm, compact_at):
+    policy = HFPolicy(sharpen(tiny_lm), tiny_tok, tiny_tok.pad_token_id, 0, compact_at)
     p = SamplingParams(max_new_tokens=3, temperature=1.0, stop_token_ids=(codec.stop_id,))
     prompt = codec.observation_ids(OBS[1])
     (g,) = policy.generate([GenerationRequest(tuple(prompt), p, session="root")])
@@ -331,10 +339,13 @@ def test_parent_session_seeds_a_new_branch(tiny_tok, codec, tiny_lm):
     assert_matches_score(policy, [branch, branch], gens)
 
 
-def test_branch_reuses_the_parent_cache_cropped_to_the_branch_point(tiny_tok, codec, tiny_lm):
+@pytest.mark.parametrize("compact_at", [0.0, 1.0])
+def test_branch_reuses_the_parent_cache_cropped_to_the_branch_point(
+    tiny_tok, codec, tiny_lm, compact_at
+):
     # The rollout manager decides to branch after the parent has generated past the tool
     # result: the parent's row holds more than the child shares, and must be cropped.
-    policy = HFPolicy(sharpen(tiny_lm), tiny_tok, tiny_tok.pad_token_id, seed=0)
+    policy = HFPolicy(sharpen(tiny_lm), tiny_tok, tiny_tok.pad_token_id, 0, compact_at)
     p = SamplingParams(max_new_tokens=3, temperature=1.0, stop_token_ids=(codec.stop_id,))
     prompt = codec.observation_ids(OBS[1])
     (g1,) = policy.generate([GenerationRequest(tuple(prompt), p, session="root")])

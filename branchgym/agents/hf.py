@@ -5,7 +5,11 @@ whole history every turn would cost about three times the compute, so ``HFPolicy
 batched KV cache between calls: a request whose ``session`` (or ``parent_session``, for a new
 branch) names a cached row whose tokens are a prefix of the request's prefix only feeds the new
 suffix. Rows of different lengths share one cache through masked holes and explicit position
-ids, so each path sees exactly the attention pattern of its own contiguous sequence.
+ids, so each path sees exactly the attention pattern of its own contiguous sequence. Holes pile
+up over a rollout (shorter prompts, rows that stopped early, branches cropped to their branch
+point, fresh rows beside long histories), so when a call starts with more than ``compact_at``
+of the cache's width unused by its longest row, every row's tokens are gathered to the front
+and the unused columns dropped: attention then costs what the real tokens need.
 
 ``sequence_logprobs`` is the learner side: log-probs and full-vocabulary entropies under the
 current weights, computed a chunk of positions at a time so no [tokens x vocab] float32 tensor
@@ -14,13 +18,14 @@ is ever built whole.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
 from torch.utils.checkpoint import checkpoint
 from transformers import PreTrainedModel
-from transformers.cache_utils import DynamicCache
+from transformers.cache_utils import DynamicCache, DynamicLayer
 
 from branchgym.agents.attention import gqa_attention
 from branchgym.agents.lora import decoder
@@ -42,9 +47,15 @@ class HFPolicy:
     """A ``Policy`` over any causal LM from transformers."""
 
     def __init__(
-        self, model: PreTrainedModel, tokenizer: TokenizerLike, pad_id: int, seed: int = 0
+        self,
+        model: PreTrainedModel,
+        tokenizer: TokenizerLike,
+        pad_id: int,
+        seed: int = 0,
+        compact_at: float = 0.125,
     ) -> None:
         self.model = model
+        self.compact_at = compact_at  # the unused share of the cache's width that compacts it
         self.tokenizer = tokenizer
         self.pad_id = pad_id
         self.generator = torch.Generator().manual_seed(seed)
@@ -124,8 +135,34 @@ class HFPolicy:
                     tokens.append(self._rows.tokens[s[0]][: s[1]])
                     if s[1] < len(self._rows.tokens[s[0]]):  # a branch: only part is shared
                         _crop(mask[i], s[1])
+            mask = self._compact(mask)
         sessions = {r.session: i for i, r in enumerate(requests) if r.session is not None}
         self._rows = _Rows(tokens, mask, sessions)
+
+    def _compact(self, mask: torch.Tensor) -> torch.Tensor:
+        """Gather each row's cached tokens to the front and drop the columns no row uses.
+
+        Keys are stored with their rotary positions applied, and a new token attends to every
+        unmasked cached column, so moving a row's columns changes nothing it computes. Only
+        plain (full-attention) cache layers are moved; any other layer type is left as it is.
+        """
+        assert self._cache is not None
+        width, used = mask.shape[1], int(mask.sum(1).max())
+        layers = self._cache.layers
+        if width - used <= self.compact_at * width or any(
+            type(x) is not DynamicLayer for x in layers
+        ):
+            return mask
+        # real columns first, each row keeping its order: sort by (hole, column)
+        order = ((1 - mask) * width + torch.arange(width)).argsort(dim=1)[:, :used]
+        for layer in layers:
+            if layer.get_seq_length() > 0:
+                idx = order[:, None, :, None].expand(
+                    -1, layer.keys.shape[1], -1, layer.keys.shape[3]
+                )
+                layer.keys = layer.keys.gather(2, idx.to(layer.keys.device))
+                layer.values = layer.values.gather(2, idx.to(layer.values.device))
+        return mask.gather(1, order)
 
     def _prefill(self, requests: Sequence[GenerationRequest]) -> torch.Tensor:
         self._select(requests)
@@ -153,8 +190,16 @@ class HFPolicy:
             position_ids=pos,
             past_key_values=self._cache,
             use_cache=True,
+            **self._last_logits_only,
         )
         return out.logits[:, -1].float()
+
+    @property
+    def _last_logits_only(self) -> dict[str, int]:
+        """``logits_to_keep=1`` where the model takes it: a prefill then skips the output head
+        at every position but the last (the head is the largest matmul of a small model)."""
+        params = inspect.signature(decoder(self.model).forward).parameters
+        return {"logits_to_keep": 1} if "logits_to_keep" in params else {}
 
     # -- sampling ----------------------------------------------------------------------------
 
