@@ -226,6 +226,18 @@ class WidthRecorder:
         return self._orig(*args, **kwargs)
 
 
+class BatchRecorder(WidthRecorder):
+    """Also records the number of rows of every call."""
+
+    def __init__(self, model) -> None:
+        super().__init__(model)
+        self.rows: list[int] = []
+
+    def __call__(self, *args, **kwargs):
+        self.rows.append(kwargs["input_ids"].shape[0])
+        return super().__call__(*args, **kwargs)
+
+
 def assert_matches_score(policy: HFPolicy, prefixes, gens) -> None:
     """Every recorded log-prob / entropy equals a fresh forward pass over the whole sequence."""
     seqs = [list(p) + list(g.token_ids) for p, g in zip(prefixes, gens, strict=True)]
@@ -296,6 +308,39 @@ def test_cache_reuse_matches_fresh_scoring(tiny_tok, codec, temperature, layers,
     tight = max(fed_before) + max(suffixes)
     assert (recorder.cache_widths[0] == tight) == (compact_at == 0.0)
     assert_matches_score(policy, [prefixes2[i] for i in order], gens2)
+
+
+@pytest.mark.parametrize("compact_at", [0.0, 1.0])
+def test_finished_rows_leave_the_batch_and_come_back_in_place(tiny_tok, codec, compact_at):
+    # Ten sessions with budgets 1..10: once half have finished they are parked out of the
+    # cache, the rest decode alone, and the next turn finds every session's row where it was.
+    torch.manual_seed(0)
+    cfg = TinyModelConfig(hidden_size=32, layers=2, heads=2, kv_heads=1, intermediate_size=64)
+    model = sharpen(tiny_model(len(tiny_tok), tiny_tok.pad_token_id, codec.stop_id, cfg))
+    policy = HFPolicy(model, tiny_tok, tiny_tok.pad_token_id, seed=1, compact_at=compact_at)
+    prompts = [codec.observation_ids(OBS[i % 3])[: 6 + 3 * i] for i in range(10)]
+
+    def params(n):
+        return SamplingParams(max_new_tokens=n, temperature=1.0, stop_token_ids=(codec.stop_id,))
+
+    turn1 = [GenerationRequest(tuple(p), params(i + 1), f"s{i}") for i, p in enumerate(prompts)]
+    recorder = BatchRecorder(model)
+    gens1 = policy.generate(turn1)
+    del model.forward
+    assert [len(g.token_ids) for g in gens1] == list(range(1, 11))
+    assert recorder.rows == [10] * 5 + [5] * 5  # the prefill, then 5 rows left after step 5
+    assert_matches_score(policy, prompts, gens1)
+    prefixes = [
+        [*p, *g.token_ids, *codec.observation_ids("Nothing happens.")]
+        for p, g in zip(prompts, gens1, strict=True)
+    ]
+    order = [3, 9, 0, 6, 1, 8, 2, 7, 5, 4]
+    turn2 = [GenerationRequest(tuple(prefixes[i]), params(3), f"s{i}") for i in order]
+    recorder = BatchRecorder(model)
+    gens2 = policy.generate(turn2)
+    del model.forward
+    assert recorder.widths[0] == 1 + len(codec.observation_ids("Nothing happens."))  # all reused
+    assert_matches_score(policy, [prefixes[i] for i in order], gens2)
 
 
 @pytest.mark.parametrize("compact_at", [0.0, 1.0])

@@ -9,7 +9,9 @@ ids, so each path sees exactly the attention pattern of its own contiguous seque
 up over a rollout (shorter prompts, rows that stopped early, branches cropped to their branch
 point, fresh rows beside long histories), so when a call starts with more than ``compact_at``
 of the cache's width unused by its longest row, every row's tokens are gathered to the front
-and the unused columns dropped: attention then costs what the real tokens need.
+and the unused columns dropped: attention then costs what the real tokens need. Within a call,
+once half of a batch (of at least ``park_min_rows``) has stopped, the stopped rows are parked
+outside the cache and the rest decode alone; they rejoin, in place, when the call ends.
 
 ``sequence_logprobs`` is the learner side: log-probs and full-vocabulary entropies under the
 current weights, computed a chunk of positions at a time so no [tokens x vocab] float32 tensor
@@ -43,6 +45,18 @@ class _Rows:
     sessions: dict[str, int]
 
 
+@dataclass
+class _Parked:
+    """Rows that finished mid-call: their request indices, per-layer (keys, values), mask."""
+
+    rows: list[int]
+    kv: list[tuple[torch.Tensor, torch.Tensor]]
+    mask: torch.Tensor
+
+
+PARK_MIN_ROWS = 8  # smaller batches decode to the end: moving rows would cost more than it saves
+
+
 class HFPolicy:
     """A ``Policy`` over any causal LM from transformers."""
 
@@ -53,9 +67,11 @@ class HFPolicy:
         pad_id: int,
         seed: int = 0,
         compact_at: float = 0.125,
+        park_min_rows: int = PARK_MIN_ROWS,
     ) -> None:
         self.model = model
         self.compact_at = compact_at  # the unused share of the cache's width that compacts it
+        self.park_min_rows = park_min_rows  # 0: stopped rows never leave the batch
         self.tokenizer = tokenizer
         self.pad_id = pad_id
         self.generator = torch.Generator().manual_seed(seed)
@@ -139,6 +155,11 @@ class HFPolicy:
         sessions = {r.session: i for i, r in enumerate(requests) if r.session is not None}
         self._rows = _Rows(tokens, mask, sessions)
 
+    def _plain(self) -> bool:
+        """Whether every cache layer is a plain full-attention one, whose columns can move."""
+        assert self._cache is not None
+        return all(type(x) is DynamicLayer for x in self._cache.layers)
+
     def _compact(self, mask: torch.Tensor) -> torch.Tensor:
         """Gather each row's cached tokens to the front and drop the columns no row uses.
 
@@ -148,14 +169,11 @@ class HFPolicy:
         """
         assert self._cache is not None
         width, used = mask.shape[1], int(mask.sum(1).max())
-        layers = self._cache.layers
-        if width - used <= self.compact_at * width or any(
-            type(x) is not DynamicLayer for x in layers
-        ):
+        if width - used <= self.compact_at * width or not self._plain():
             return mask
         # real columns first, each row keeping its order: sort by (hole, column)
         order = ((1 - mask) * width + torch.arange(width)).argsort(dim=1)[:, :used]
-        for layer in layers:
+        for layer in self._cache.layers:
             if layer.get_seq_length() > 0:
                 idx = order[:, None, :, None].expand(
                     -1, layer.keys.shape[1], -1, layer.keys.shape[3]
@@ -204,24 +222,65 @@ class HFPolicy:
     # -- sampling ----------------------------------------------------------------------------
 
     def _decode(self, logits: torch.Tensor, requests: Sequence[GenerationRequest]):
+        """Sample every row to its stop; rows that finished leave the batch (``_park``) once
+        they are half of it, so the long tail of a call decodes only the rows still going."""
         n = len(requests)
         temps = torch.tensor([r.params.temperature for r in requests])
         limits = [r.params.max_new_tokens for r in requests]
         out: list[list[tuple[int, float, float]]] = [[] for _ in range(n)]
         finish: list[str | None] = [None] * n
+        live = list(range(n))  # the requests whose rows are in the cache, in its row order
+        parked: list[_Parked] = []
         while True:
-            tok, logp, ent = self._sample(logits, temps)
-            for i in range(n):
+            tok, logp, ent = self._sample(logits, temps[live])
+            for j, i in enumerate(live):
                 if finish[i] is None:
-                    out[i].append((int(tok[i]), float(logp[i]), float(ent[i])))
+                    out[i].append((int(tok[j]), float(logp[j]), float(ent[j])))
                     if self._stops(out[i], requests[i].params):
                         finish[i] = "stop"
                     elif len(out[i]) >= limits[i]:
                         finish[i] = "length"
             if all(f is not None for f in finish):
                 break
-            logits = self._feed_next(tok, [f is None for f in finish])
+            going = [j for j, i in enumerate(live) if finish[i] is None]
+            if self._parks(len(live), len(going)):
+                parked.append(self._park(live, going))
+                live, tok = [live[j] for j in going], tok[going]
+            logits = self._feed_next(tok, live, [finish[i] is None for i in live])
+        self._unpark(live, parked)
         return [self._generation(o, f) for o, f in zip(out, finish, strict=True)]
+
+    def _parks(self, rows: int, going: int) -> bool:
+        """Whether to park the stopped rows: half or more of a large enough batch."""
+        return 0 < self.park_min_rows <= rows and 2 * going <= rows and self._plain()
+
+    def _park(self, live: list[int], going: list[int]) -> _Parked:
+        """Take the rows not in ``going`` out of the cache, keeping their keys and values."""
+        assert self._cache is not None
+        keep = set(going)
+        done = [j for j in range(len(live)) if j not in keep]
+        kv = [(x.keys[done], x.values[done]) for x in self._cache.layers]
+        parked = _Parked([live[j] for j in done], kv, self._rows.mask[done])
+        self._cache.batch_select_indices(torch.tensor(going))
+        self._rows.mask = self._rows.mask[going]
+        return parked
+
+    def _unpark(self, live: list[int], parked: list[_Parked]) -> None:
+        """Put parked rows back, padded with masked columns, every row at its request's index."""
+        if not parked:
+            return
+        assert self._cache is not None
+        width = self._rows.mask.shape[1]
+        order = live + [i for p in parked for i in p.rows]
+        back = torch.empty(len(order), dtype=torch.long)
+        back[torch.tensor(order)] = torch.arange(len(order))
+        masks = [self._rows.mask] + [_pad_columns(p.mask, width, 1) for p in parked]
+        self._rows.mask = torch.cat(masks)[back]
+        for n, layer in enumerate(self._cache.layers):
+            keys = [_pad_columns(p.kv[n][0], width, 2) for p in parked]
+            values = [_pad_columns(p.kv[n][1], width, 2) for p in parked]
+            layer.keys = torch.cat([layer.keys, *keys])[back]
+            layer.values = torch.cat([layer.values, *values])[back]
 
     def _stops(self, steps: list[tuple[int, float, float]], params) -> bool:
         """Whether the latest token is a stop token or completes a stop string."""
@@ -244,13 +303,13 @@ class HFPolicy:
         ent = -(logp_all.exp() * logp_all).sum(-1)
         return tok, logp, ent
 
-    def _feed_next(self, tok: torch.Tensor, active: list[bool]) -> torch.Tensor:
+    def _feed_next(self, tok: torch.Tensor, live: list[int], active: list[bool]) -> torch.Tensor:
         act = torch.tensor(active, dtype=torch.long)
         ids = torch.where(act.bool(), tok, torch.full_like(tok, self.pad_id)).unsqueeze(-1)
-        pos = torch.tensor([len(t) for t in self._rows.tokens]).unsqueeze(-1)
-        for i, a in enumerate(active):
-            if a:
-                self._rows.tokens[i].append(int(tok[i]))
+        pos = torch.tensor([len(self._rows.tokens[i]) for i in live]).unsqueeze(-1)
+        for j, i in enumerate(live):
+            if active[j]:
+                self._rows.tokens[i].append(int(tok[j]))
         return self._forward(ids, act.unsqueeze(-1), pos)
 
     def _generation(self, steps: list[tuple[int, float, float]], finish) -> Generation:
@@ -276,6 +335,16 @@ def _shared(prefix: Sequence[int], fed: list[int]) -> int:
             break
         n += 1
     return min(n, len(prefix) - 1)
+
+
+def _pad_columns(t: torch.Tensor, width: int, dim: int) -> torch.Tensor:
+    """``t`` widened to ``width`` along ``dim`` with zeros (masked cache columns)."""
+    missing = width - t.shape[dim]
+    if missing == 0:
+        return t
+    shape = list(t.shape)
+    shape[dim] = missing
+    return torch.cat([t, t.new_zeros(shape)], dim=dim)
 
 
 def _crop(mask_row: torch.Tensor, keep: int) -> None:
