@@ -41,12 +41,8 @@ from branchgym.rollouts.manager import RolloutConfig, RolloutManager
 from branchgym.rollouts.metrics import tree_stats
 from branchgym.tasks.suite import task_refs
 from branchgym.trajectory import Group, SegmentKind
+from branchgym.warmstart import BENCH_ENVS as ENVS
 from branchgym.warmstart import warm_start
-
-ENVS = {
-    "household": ("branchgym/Household-v0", {"max_receptacles": 8}, True),
-    "searchqa": ("branchgym/SearchQA-v0", {}, False),
-}
 
 
 class CountingPolicy:

@@ -30,12 +30,8 @@ from branchgym.agents.entropy import topk_entropy, topk_entropy_bounds
 from branchgym.rollouts.manager import RolloutConfig, RolloutManager
 from branchgym.tasks.suite import task_refs
 from branchgym.trajectory import flatten
+from branchgym.warmstart import BENCH_ENVS as ENVS
 from branchgym.warmstart import warm_start
-
-ENVS = {
-    "household": ("branchgym/Household-v0", {"max_receptacles": 8}, True),
-    "searchqa": ("branchgym/SearchQA-v0", {}, False),
-}
 
 
 def position_entropies(model, ids: list[int], mask: list[bool], k: int) -> list[tuple]:

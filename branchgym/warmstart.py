@@ -23,6 +23,11 @@ from branchgym.envs.wrappers import RestateInstruction
 from branchgym.tasks.suite import task_refs
 from branchgym.train import build_policy_model, expert_demos, sft_lr
 
+BENCH_ENVS = {  # name: (env id, its kwargs, restate the instruction every turn)
+    "household": ("branchgym/Household-v0", {"max_receptacles": 8}, True),
+    "searchqa": ("branchgym/SearchQA-v0", {}, False),
+}
+
 
 @dataclass
 class WarmStart:
