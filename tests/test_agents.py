@@ -310,6 +310,20 @@ def test_cache_reuse_matches_fresh_scoring(tiny_tok, codec, temperature, layers,
     assert_matches_score(policy, [prefixes2[i] for i in order], gens2)
 
 
+def test_sampling_follows_the_softmax_and_never_picks_a_masked_token(tiny_tok, tiny_lm):
+    policy = HFPolicy(tiny_lm, tiny_tok, tiny_tok.pad_token_id, seed=0)
+    probs = torch.tensor([0.1, 0.2, 0.0, 0.3, 0.4])
+    n = 40_000
+    logits = probs.log().expand(n, -1)  # log 0 = -inf: a masked token
+    draws = torch.rand(n, generator=torch.Generator().manual_seed(0))
+    tok, logp, ent = policy._sample(logits, torch.ones(n), draws)
+    freq = torch.bincount(tok, minlength=5).float() / n
+    assert freq[2] == 0
+    assert freq.tolist() == pytest.approx(probs.tolist(), abs=0.01)  # 4 sigma at n = 40,000
+    assert logp.tolist() == pytest.approx(probs.log()[tok].tolist(), abs=1e-6)
+    assert ent[0].item() == pytest.approx(-(probs[probs > 0] * probs[probs > 0].log()).sum().item())
+
+
 @pytest.mark.parametrize("compact_at", [0.0, 1.0])
 def test_finished_rows_leave_the_batch_and_come_back_in_place(tiny_tok, codec, compact_at):
     # Ten sessions with budgets 1..10: once half have finished they are parked out of the
@@ -328,6 +342,9 @@ def test_finished_rows_leave_the_batch_and_come_back_in_place(tiny_tok, codec, c
     gens1 = policy.generate(turn1)
     del model.forward
     assert [len(g.token_ids) for g in gens1] == list(range(1, 11))
+    unparked = HFPolicy(model, tiny_tok, tiny_tok.pad_token_id, seed=1, park_min_rows=0)
+    same = unparked.generate(turn1)  # each row draws its own uniforms: parking changes nothing
+    assert [g.token_ids for g in same] == [g.token_ids for g in gens1]
     assert recorder.rows == [10] * 5 + [5] * 5  # the prefill, then 5 rows left after step 5
     assert_matches_score(policy, prompts, gens1)
     prefixes = [

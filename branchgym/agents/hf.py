@@ -232,7 +232,8 @@ class HFPolicy:
         live = list(range(n))  # the requests whose rows are in the cache, in its row order
         parked: list[_Parked] = []
         while True:
-            tok, logp, ent = self._sample(logits, temps[live])
+            draws = torch.rand(n, generator=self.generator)  # one per request, parked or not
+            tok, logp, ent = self._sample(logits, temps[live], draws[live])
             for j, i in enumerate(live):
                 if finish[i] is None:
                     out[i].append((int(tok[j]), float(logp[j]), float(ent[j])))
@@ -293,14 +294,19 @@ class HFPolicy:
         last = len(self.tokenizer.decode([steps[-1][0]], skip_special_tokens=True))
         return any(stop in text[max(0, len(text) - last - len(stop) + 1) :] for stop in params.stop)
 
-    def _sample(self, logits: torch.Tensor, temps: torch.Tensor):
+    def _sample(self, logits: torch.Tensor, temps: torch.Tensor, draws: torch.Tensor):
+        """Each row's token by inverting its CDF at its own uniform draw: what a request
+        samples never depends on which other rows share the batch (parked or not)."""
         greedy = temps <= 0
         scaled = logits / torch.where(greedy, torch.ones_like(temps), temps).unsqueeze(-1)
         logp_all = torch.log_softmax(scaled, dim=-1)
-        sampled = torch.multinomial(logp_all.exp(), 1, generator=self.generator).squeeze(-1)
+        probs = logp_all.exp()
+        cdf = probs.cumsum(-1)
+        at = (draws * cdf[:, -1]).unsqueeze(-1)  # scaled: the sum may round below 1
+        sampled = torch.searchsorted(cdf, at, right=True).squeeze(-1).clamp_max(cdf.shape[1] - 1)
         tok = torch.where(greedy, logits.argmax(-1), sampled)
         logp = logp_all.gather(-1, tok.unsqueeze(-1)).squeeze(-1)
-        ent = -(logp_all.exp() * logp_all).sum(-1)
+        ent = torch.special.entr(probs).sum(-1)  # 0 log 0 = 0: a masked (-inf) logit adds nothing
         return tok, logp, ent
 
     def _feed_next(self, tok: torch.Tensor, live: list[int], active: list[bool]) -> torch.Tensor:
