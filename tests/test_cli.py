@@ -275,6 +275,20 @@ def test_bench_branching_runs_with_a_tiny_budget():
 
 
 @pytest.mark.slow
+def test_bench_rollout_cache_counts_less_attention_with_housekeeping_on():
+    args = ["bench", "rollout-cache", "--set", "tasks=2", "--set", "demos=16"]
+    result = runner.invoke(app, [*args, "--set", "sft_steps=2", "--set", "repeats=1"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output)
+    for env in ("household", "searchqa"):
+        for sampler in ("grpo", "arpo"):
+            r = out[env][sampler]
+            # the same paths either way, unless float rounding moved a draw across a CDF step
+            assert r["tokens_on"] == pytest.approx(r["tokens_off"], rel=0.1), r
+            assert 0 < r["attention_cells_ratio"] < 1.0 and r["wall_ratio"] > 0, r
+
+
+@pytest.mark.slow
 def test_bench_prefix_and_entropy_run_with_a_tiny_budget():
     args = ["bench", "prefix", "--set", "prefix_tokens=64", "--set", "repeats=1"]
     result = runner.invoke(app, args)
