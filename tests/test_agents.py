@@ -480,6 +480,29 @@ def test_generation_stops_at_the_token_that_completes_a_stop_string(tiny_tok, co
     assert stop in text(g.token_ids) and stop not in text(g.token_ids[:-1])
 
 
+def test_stop_check_skips_the_decode_only_where_no_stop_can_end(tiny_tok, tiny_lm):
+    # the shortcut (the latest token's text lacks every stop's last character) never changes
+    # the answer of the full check, over random samples of the session tokenizer's vocabulary
+    policy = HFPolicy(tiny_lm, tiny_tok, tiny_tok.pad_token_id, seed=0)
+    stops = ("</search>", "</answer>", "cabinet 1", "\n", "é.", "ok ")
+
+    def full(ids) -> bool:
+        text = tiny_tok.decode(ids, skip_special_tokens=True)
+        last = len(tiny_tok.decode(ids[-1:], skip_special_tokens=True))
+        return any(s in text[max(0, len(text) - last - len(s) + 1) :] for s in stops)
+
+    rng = random.Random(0)
+    vocab = len(tiny_tok)
+    for stop in stops:  # sequences that end with each stop string, and random ones
+        ids = tiny_tok.encode("You open the " + stop, add_special_tokens=False)
+        steps = [(t, 0.0, 0.0) for t in ids]
+        assert policy._stops(steps, SamplingParams(stop=stops)) == full(ids) is True
+    for _ in range(2000):
+        ids = [rng.randrange(vocab) for _ in range(rng.randrange(1, 8))]
+        steps = [(t, 0.0, 0.0) for t in ids]
+        assert policy._stops(steps, SamplingParams(stop=stops)) == full(ids), ids
+
+
 def test_prefix_no_longer_than_fed_tokens_is_rejected_or_reencoded(tiny_tok, codec, tiny_lm):
     policy = HFPolicy(sharpen(tiny_lm), tiny_tok, tiny_tok.pad_token_id, seed=0)
     p = SamplingParams(max_new_tokens=3, temperature=1.0)

@@ -76,6 +76,7 @@ class HFPolicy:
         self.pad_id = pad_id
         self.generator = torch.Generator().manual_seed(seed)
         self._cache: DynamicCache | None = None
+        self._pieces: dict[int, str] = {}
         self._rows = _Rows([], torch.zeros(0, 0, dtype=torch.long), {})
 
     def reset_cache(self) -> None:
@@ -289,10 +290,19 @@ class HFPolicy:
             return True
         if not params.stop:
             return False
+        piece = self._piece(steps[-1][0])
+        if not _may_end_in(piece, params.stop):
+            return False  # the full decode below would run for every row at every step
         text = self.tokenizer.decode([s[0] for s in steps], skip_special_tokens=True)
         # only a match that ends inside the latest token's text: earlier ones would have stopped
-        last = len(self.tokenizer.decode([steps[-1][0]], skip_special_tokens=True))
+        last = len(piece)
         return any(stop in text[max(0, len(text) - last - len(stop) + 1) :] for stop in params.stop)
+
+    def _piece(self, token: int) -> str:
+        """One token's text, decoded once per policy."""
+        if token not in self._pieces:
+            self._pieces[token] = self.tokenizer.decode([token], skip_special_tokens=True)
+        return self._pieces[token]
 
     def _sample(self, logits: torch.Tensor, temps: torch.Tensor, draws: torch.Tensor):
         """Each row's token by inverting its CDF at its own uniform draw: what a request
@@ -341,6 +351,15 @@ def _shared(prefix: Sequence[int], fed: list[int]) -> int:
             break
         n += 1
     return min(n, len(prefix) - 1)
+
+
+def _may_end_in(piece: str, stops: Sequence[str]) -> bool:
+    """Whether a stop string could end inside ``piece``: its last character is there. A piece
+    that is part of a multi-byte character, or a stop string ending in whitespace (which a
+    lone token's decoding may strip), always counts as a maybe."""
+    if "\ufffd" in piece:
+        return True
+    return any(not s or s[-1].isspace() or s[-1] in piece for s in stops)
 
 
 def _pad_columns(t: torch.Tensor, width: int, dim: int) -> torch.Tensor:
