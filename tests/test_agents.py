@@ -19,7 +19,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 import branchgym.envs
-from branchgym.agents.hf import HFPolicy
+from branchgym.agents.hf import HFPolicy, _split_by_width
 from branchgym.agents.model import TinyModelConfig, tiny_model
 from branchgym.agents.policy import (
     Generation,
@@ -375,10 +375,13 @@ def test_unknown_session_is_encoded_fresh_beside_cached_ones(tiny_tok, codec, ti
         GenerationRequest(tuple(cached), p, session="a1"),
         GenerationRequest(tuple(fresh[:10]), p, session=None),
     ]
+    cached_suffix = len(cached) - len(policy._rows.tokens[policy._rows.sessions["a1"]])
     recorder = WidthRecorder(tiny_lm)
     gens2 = policy.generate(requests)
     del tiny_lm.forward
-    assert recorder.widths[0] == len(fresh)  # the longest fresh prompt, not the cached history
+    # the two short suffixes first (the cached row's new turn, the 10-token prompt), then the
+    # longest fresh prompt alone: never the cached history, never 42 columns for all three
+    assert recorder.widths[:2] == [max(10, cached_suffix), len(fresh)]
     assert_matches_score(policy, [r.prefix for r in requests], gens2)
     assert set(policy._rows.sessions) == {"brand-new", "a1"}  # "a0" was not asked for: dropped
 
@@ -422,8 +425,9 @@ def test_branch_reuses_the_parent_cache_cropped_to_the_branch_point(
     recorder = WidthRecorder(tiny_lm)
     gens = policy.generate(requests)
     del tiny_lm.forward
-    # The parent feeds its last sample and the new observation; the child refeeds one token.
-    assert recorder.widths[0] == 1 + len(obs2)
+    # The child refeeds one token, then the parent its last sample and the new observation
+    # (two groups: one batch would pad the child's one token to the parent's width).
+    assert recorder.widths[:2] == [1, 1 + len(obs2)]
     assert [len(t) for t in policy._rows.tokens][1] <= len(at_branch) + 3
     assert_matches_score(policy, [parent_next, at_branch], gens)
     assert policy.vocab_size == tiny_lm.config.vocab_size
@@ -501,6 +505,16 @@ def test_stop_check_skips_the_decode_only_where_no_stop_can_end(tiny_tok, tiny_l
         ids = [rng.randrange(vocab) for _ in range(rng.randrange(1, 8))]
         steps = [(t, 0.0, 0.0) for t in ids]
         assert policy._stops(steps, SamplingParams(stop=stops)) == full(ids), ids
+
+
+def test_prefill_splits_rows_in_two_only_where_padding_would_waste_a_quarter():
+    # [40, 3, 4, 42]: one batch is 4 x 42 = 168 positions; {3, 4} then {40, 42} is 8 + 84 = 92
+    assert _split_by_width([40, 3, 4, 42]) == ([1, 2], [0, 3])
+    # [10, 12, 13]: 39 against 2 x 12 + 13 = 37 at best, under a quarter saved: one batch
+    assert _split_by_width([10, 12, 13]) == ([], [0, 1, 2])
+    assert _split_by_width([7]) == ([], [0])
+    # [1, 9]: 18 against 10, 44% saved
+    assert _split_by_width([9, 1]) == ([1], [0])
 
 
 def test_prefix_no_longer_than_fed_tokens_is_rejected_or_reencoded(tiny_tok, codec, tiny_lm):

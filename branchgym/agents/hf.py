@@ -71,7 +71,7 @@ class HFPolicy:
     ) -> None:
         self.model = model
         self.compact_at = compact_at  # the unused share of the cache's width that compacts it
-        self.park_min_rows = park_min_rows  # 0: stopped rows never leave the batch
+        self.park_min_rows = park_min_rows  # 0: rows never leave the batch (to stop, to prefill)
         self.tokenizer = tokenizer
         self.pad_id = pad_id
         self.generator = torch.Generator().manual_seed(seed)
@@ -184,22 +184,42 @@ class HFPolicy:
         return mask.gather(1, order)
 
     def _prefill(self, requests: Sequence[GenerationRequest]) -> torch.Tensor:
+        """Feed every request's new suffix; the last position's logits, one row per request.
+
+        Suffixes are right-aligned to the longest one. Where a few long suffixes (fresh prompts,
+        long observations) would pad many short ones, the short rows go first on their own
+        and the long ones follow, each group as wide as its longest suffix."""
         self._select(requests)
-        rows = self._rows
-        suffixes = [list(r.prefix[len(t) :]) for r, t in zip(requests, rows.tokens, strict=True)]
+        suffixes = [
+            list(r.prefix[len(t) :]) for r, t in zip(requests, self._rows.tokens, strict=True)
+        ]
         if any(not s for s in suffixes):
             raise ValueError("a request's prefix must be longer than what its session already fed")
-        width = max(len(s) for s in suffixes)
-        ids = torch.full((len(requests), width), self.pad_id, dtype=torch.long)
+        short, long = _split_by_width([len(s) for s in suffixes])
+        if not (short and self.park_min_rows and self._plain() and self._cache.get_seq_length()):
+            return self._forward(*self._chunk(suffixes, list(range(len(suffixes)))))
+        parked_long = self._park(list(range(len(suffixes))), short)
+        logits = torch.empty(len(suffixes), self.vocab_size)
+        logits[short] = self._forward(*self._chunk(suffixes, short))
+        parked_short = self._swap(short, parked_long)
+        logits[long] = self._forward(*self._chunk(suffixes, long))
+        self._unpark(long, [parked_short])  # the short rows are the narrower: padded to fit
+        return logits
+
+    def _chunk(self, suffixes: list[list[int]], rows: list[int]):
+        """Input ids, chunk mask and positions for ``rows`` (in cache order), right-aligned."""
+        width = max(len(suffixes[i]) for i in rows)
+        ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
         chunk_mask = torch.zeros_like(ids)
         pos = torch.zeros_like(ids)
-        for i, (suffix, done) in enumerate(zip(suffixes, rows.tokens, strict=True)):
+        for j, i in enumerate(rows):
+            suffix, done = suffixes[i], self._rows.tokens[i]
             n = len(suffix)
-            ids[i, width - n :] = torch.tensor(suffix)
-            chunk_mask[i, width - n :] = 1
-            pos[i, width - n :] = torch.arange(len(done), len(done) + n)
+            ids[j, width - n :] = torch.tensor(suffix)
+            chunk_mask[j, width - n :] = 1
+            pos[j, width - n :] = torch.arange(len(done), len(done) + n)
             done.extend(suffix)
-        return self._forward(ids, chunk_mask, pos)
+        return ids, chunk_mask, pos
 
     def _forward(self, ids: torch.Tensor, chunk_mask: torch.Tensor, pos: torch.Tensor):
         self._rows.mask = torch.cat([self._rows.mask, chunk_mask], dim=1)
@@ -266,6 +286,15 @@ class HFPolicy:
         self._cache.batch_select_indices(torch.tensor(going))
         self._rows.mask = self._rows.mask[going]
         return parked
+
+    def _swap(self, live: list[int], parked: _Parked) -> _Parked:
+        """Park every row in the cache (``live``) and put ``parked``'s rows in their place."""
+        assert self._cache is not None
+        out = _Parked(live, [(x.keys, x.values) for x in self._cache.layers], self._rows.mask)
+        for layer, (keys, values) in zip(self._cache.layers, parked.kv, strict=True):
+            layer.keys, layer.values = keys, values
+        self._rows.mask = parked.mask
+        return out
 
     def _unpark(self, live: list[int], parked: list[_Parked]) -> None:
         """Put parked rows back, padded with masked columns, every row at its request's index."""
@@ -351,6 +380,19 @@ def _shared(prefix: Sequence[int], fed: list[int]) -> int:
             break
         n += 1
     return min(n, len(prefix) - 1)
+
+
+def _split_by_width(widths: list[int]) -> tuple[list[int], list[int]]:
+    """Rows to prefill first (the short suffixes) and then (the long ones), or ``([], all)``
+    when one batch pads less than a quarter more than the best split into two."""
+    order = sorted(range(len(widths)), key=widths.__getitem__)
+    ranked = [widths[i] for i in order]
+    one = len(ranked) * ranked[-1]
+    cost, k = min(
+        ((k * ranked[k - 1] + (len(ranked) - k) * ranked[-1], k) for k in range(1, len(ranked))),
+        default=(one, 0),
+    )
+    return (order[:k], order[k:]) if 4 * (one - cost) > one else ([], order)
 
 
 def _may_end_in(piece: str, stops: Sequence[str]) -> bool:
