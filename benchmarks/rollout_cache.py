@@ -2,13 +2,15 @@
 
     branchgym bench rollout-cache
 
-``HFPolicy`` keeps one batched KV cache across turns. Two things keep it tight: compaction
+``HFPolicy`` keeps one batched KV cache across turns. Three things keep it tight: compaction
 (``compact_at``: a call that starts with more than that share of the cache's width unused by its
-longest row gathers every row's tokens to the front) and parking (``park_min_rows``: once half
-of a batch of at least that many rows has stopped, the stopped rows leave the batch until the
-call ends). For Household-v0 and SearchQA-v0 it warm-starts the tiny model on expert
-demonstrations, then rolls out the same tasks with GRPO (16 samples) and ARPO (M=16, N=8), each
-under both policies in turn, for ``repeats`` rounds. Keys per environment and sampler:
+longest row gathers every row's tokens to the front), parking (``park_min_rows``: once half of
+a batch of at least that many rows has stopped, the stopped rows leave the batch until the call
+ends) and split prefills (short suffixes fed apart from long ones where one batch would pad
+them by a quarter; off with parking). For Household-v0 and SearchQA-v0 it warm-starts the
+tiny model on expert demonstrations, then rolls out the same tasks with GRPO (16 samples) and
+ARPO (M=16, N=8), each under both settings in turn, for ``repeats`` rounds. Keys per
+environment and sampler:
 
 - ``attention_cells_ratio``: the cells of every attention matrix the model computed (rows x
   query positions x cache columns, summed over forward passes), on over off. Seeded and
