@@ -33,6 +33,8 @@ epochs = 3
 [rl]
 steps = 4
 tasks_per_step = 4
+# every step updates, signal or not: these tests follow the weights, not the learning
+drop_uniform_groups = false
 [rollout]
 samples_per_task = 4
 [eval]
