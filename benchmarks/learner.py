@@ -29,7 +29,7 @@ import time
 
 import torch
 
-from branchgym.agents.hf import HEAD_CHUNK
+from branchgym.agents.logprobs import HEAD_CHUNK
 
 QWEN_VOCAB, QWEN_HIDDEN = 151_936, 896
 
@@ -47,7 +47,7 @@ def _peak_in_child(mode: str, tokens: int, chunk: int, device: str) -> float:
 def _measure(mode: str, tokens: int, chunk: int, device: str) -> float:
     import resource
 
-    from branchgym.agents.hf import chunk_stats, head_logprobs
+    from branchgym.agents.logprobs import chunk_stats, head_logprobs
 
     torch.manual_seed(0)
     head = torch.nn.Linear(QWEN_HIDDEN, QWEN_VOCAB, bias=False, device=device)

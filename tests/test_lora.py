@@ -14,8 +14,9 @@ import torch
 pytest.importorskip("peft")  # the `lora` extra; CI installs it
 
 import branchgym.envs
-from branchgym.agents.hf import HFPolicy, sequence_logprobs
+from branchgym.agents.hf import HFPolicy
 from branchgym.agents.learner import Learner, LearnerConfig
+from branchgym.agents.logprobs import sequence_logprobs
 from branchgym.agents.lora import LoRAConfig, is_lora, with_lora
 from branchgym.agents.policy import GenerationRequest, SamplingParams
 from branchgym.runlog import read_rows

@@ -10,8 +10,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from branchgym.agents.hf import packed_logprobs, pad_batch, sequence_logprobs
 from branchgym.agents.learner import Learner, LearnerConfig, TokenSample
+from branchgym.agents.logprobs import packed_logprobs, pad_batch, sequence_logprobs
 from branchgym.agents.model import TinyModelConfig, tiny_model
 from branchgym.agents.packing import pack, pack_rows, unpack
 

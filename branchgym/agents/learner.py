@@ -19,7 +19,7 @@ import torch
 from transformers import PreTrainedModel
 
 from branchgym.agents.attribution import segment_advantages, segment_owners
-from branchgym.agents.hf import (
+from branchgym.agents.logprobs import (
     HEAD_CHUNK,
     chunk_stats,
     packed_logprobs,

@@ -117,7 +117,7 @@ def packing_exact(model, pad_id: int) -> bool:
     from the position ids would let packed sequences attend to each other; the learner checks
     once per model and pads instead where this is False.
     """
-    from branchgym.agents.hf import packed_logprobs, pad_batch, sequence_logprobs
+    from branchgym.agents.logprobs import packed_logprobs, pad_batch, sequence_logprobs
 
     vocab = model.get_input_embeddings().num_embeddings
     seqs = [[(7 * i + 3) % vocab for i in range(5)], [(11 * i + 5) % vocab for i in range(6)]]
