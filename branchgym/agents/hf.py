@@ -18,6 +18,7 @@ outside the cache and the rest decode alone; they rejoin, in place, when the cal
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -234,8 +235,7 @@ class HFPolicy:
     def _last_logits_only(self) -> dict[str, int]:
         """``logits_to_keep=1`` where the model takes it: a prefill then skips the output head
         at every position but the last (the head is the largest matmul of a small model)."""
-        params = inspect.signature(decoder(self.model).forward).parameters
-        return {"logits_to_keep": 1} if "logits_to_keep" in params else {}
+        return {"logits_to_keep": 1} if _keeps_logits(type(decoder(self.model))) else {}
 
     # -- sampling ----------------------------------------------------------------------------
 
@@ -363,6 +363,13 @@ class HFPolicy:
             entropies=tuple(s[2] for s in steps),
             finish_reason=finish,
         )
+
+
+@functools.cache
+def _keeps_logits(model_class: type) -> bool:
+    """Whether the model's ``forward`` takes ``logits_to_keep``: read once per class, since
+    ``inspect.signature`` costs about 20 us, a few percent of a small model's decode pass."""
+    return "logits_to_keep" in inspect.signature(model_class.forward).parameters
 
 
 def _extends(prefix: Sequence[int], fed: list[int]) -> bool:
