@@ -14,11 +14,13 @@ import pytest
 
 import branchgym.envs
 from branchgym.agents.policy import Generation, ScriptedPolicy
+from branchgym.envs.errors import ToolError
 from branchgym.rollouts.branching import ARPOConfig
 from branchgym.rollouts.manager import RolloutConfig, RolloutManager
 from branchgym.rollouts.store import TrajectoryStore
 from branchgym.tasks.suite import task_refs
 from branchgym.trajectory import EndReason
+from tests.test_branching import LogEnv, run
 
 pytestmark = pytest.mark.chaos
 HOUSEHOLD = "branchgym/Household-v0"
@@ -105,3 +107,58 @@ def test_rollout_survives_faulty_environments_and_stores_everything(algo, codec,
         store.write_groups("chaos", groups)
         (run,) = store.list_runs()
         assert run.n_trajectories == 24
+
+
+class BadText(LogEnv):
+    """Its second reset, and every step on ``a1``, send text no tokenizer can encode."""
+
+    resets = 0
+
+    def reset(self, *, seed=None, options=None):
+        obs, info = super().reset(seed=seed, options=options)
+        BadText.resets += 1
+        return (obs + " \ud800" if BadText.resets == 2 else obs), info
+
+    def step(self, action):
+        obs, *rest = super().step(action)
+        return (obs + " \ud800" if action == "a1" else obs), *rest
+
+
+class Unreadable:
+    def __bool__(self):
+        raise ValueError("no truth value")
+
+
+class BadInfo(LogEnv):
+    def step(self, action):
+        obs, reward, term, trunc, info = super().step(action)
+        return obs, reward, term, trunc, {"won": Unreadable()} if action == "a2" else info
+
+
+def test_text_the_tokenizer_rejects_ends_only_its_own_path(codec):
+    BadText.resets = 0
+    _, _, _, (group,) = run(codec, {}, algo="grpo", env=BadText, samples_per_task=3)
+    ends = [t.end_reason for t in group.trajectories]
+    assert ends.count(EndReason.ENV_ERROR) == 2 and ends.count(EndReason.TURN_LIMIT) == 1
+    texts = [group.segments[t.leaf_id].text for t in group.trajectories]
+    assert any("failed to reset" in e and "could not be tokenized" in e for e in texts)
+    assert any(e.startswith("environment error: ValueError") for e in texts)
+
+
+def test_an_info_that_cannot_be_read_ends_only_its_path(codec):
+    _, _, _, (group,) = run(codec, {}, algo="grpo", env=BadInfo, samples_per_task=3)
+    ends = [t.end_reason for t in group.trajectories]
+    assert ends.count(EndReason.ENV_ERROR) == 1 and ends.count(EndReason.TURN_LIMIT) == 2
+    (bad,) = [t for t in group.trajectories if t.end_reason is EndReason.ENV_ERROR]
+    assert "no truth value" in group.segments[bad.leaf_id].text
+    assert bad.ret == 0.0  # nothing from the failed step was kept
+
+
+class SandboxDown(LogEnv):
+    def reset(self, *, seed=None, options=None):
+        raise ToolError("the sandbox could not start")
+
+
+def test_a_tool_that_fails_at_reset_ends_with_tool_error(codec):
+    _, _, _, (group,) = run(codec, {}, algo="grpo", env=SandboxDown, samples_per_task=2)
+    assert [t.end_reason for t in group.trajectories] == [EndReason.TOOL_ERROR] * 2

@@ -209,13 +209,18 @@ class RolloutManager:
     def _begin(self, path: Path, outcome: Any) -> None:
         if not isinstance(outcome, BaseException) and not isinstance(outcome[1], str):
             outcome = TypeError(f"reset() returned a {type(outcome[1]).__name__}, not a str")
+        if not isinstance(outcome, BaseException):
+            env, obs = outcome
+            try:
+                ids = self._observation_ids(obs, first=True)
+            except ValueError as exc:
+                outcome = exc
         if isinstance(outcome, BaseException):
-            path.end, path.error = EndReason.ENV_ERROR, f"environment failed to reset: {outcome!r}"
+            path.end = _failure(outcome)
+            path.error = f"environment failed to reset: {outcome!r}"
             return
-        env, obs = outcome
         path.stop = stop_strings(env)
         root = path.tree.nodes[0] if path.tree.nodes else None
-        ids = self.codec.observation_ids(obs, first=True)
         if root is not None and root.parent_id is None and list(root.token_ids) == ids:
             path.nodes, path.tokens = [root.id], list(ids)  # the prompt is shared
         else:
@@ -379,26 +384,37 @@ class RolloutManager:
         return lambda: env.step(action)
 
     def _stepped(self, path: Path, outcome: Any) -> None:
-        if not isinstance(outcome, BaseException):
-            try:
-                outcome = checked_step(outcome)
-            except (TypeError, ValueError) as exc:
-                outcome = exc
-        if isinstance(outcome, BaseException):
-            tool = isinstance(outcome, ToolError)
-            path.end = EndReason.TOOL_ERROR if tool else EndReason.ENV_ERROR
-            path.add(SegmentKind.ENV, (), f"{'tool' if tool else 'environment'} error: {outcome!r}")
+        failure = outcome if isinstance(outcome, BaseException) else None
+        if failure is None:
+            try:  # all that the env sent is checked before the path changes: bad data ends it
+                obs, reward, terminated, truncated, info = checked_step(outcome)
+                won, tool_call = bool(info.get("won", False)), bool(info.get("tool_call", True))
+                end = self._end_reason(path, terminated, truncated)
+                ids = self._observation_ids(obs) if end is None else []
+            except Exception as exc:
+                failure = exc
+        if failure is not None:
+            path.end = _failure(failure)
+            kind = "tool" if path.end is EndReason.TOOL_ERROR else "environment"
+            path.add(SegmentKind.ENV, (), f"{kind} error: {failure!r}")
             return
-        obs, reward, terminated, truncated, info = outcome
-        path.ret += float(reward)
-        path.won = bool(info.get("won", False))
-        path.tool_calls += bool(info.get("tool_call", True))
-        path.end = self._end_reason(path, terminated, truncated)
+        path.ret += reward
+        path.won = won
+        path.tool_calls += tool_call
+        path.end = end
         if path.end is None:
-            path.add(SegmentKind.ENV, self._turn_close(path) + self.codec.observation_ids(obs), obs)
+            path.add(SegmentKind.ENV, self._turn_close(path) + ids, obs)
             path.after_tool = True
             if len(path.tokens) + self.cfg.max_action_tokens > self.cfg.max_total_tokens:
                 path.end = EndReason.LENGTH
+
+    def _observation_ids(self, obs: str, first: bool = False) -> list[int]:
+        """The observation's tokens, or a ValueError: an env's text may be beyond the tokenizer
+        (a lone surrogate, say), and that must end only its own path."""
+        try:
+            return self.codec.observation_ids(obs, first)
+        except Exception as exc:
+            raise ValueError(f"the observation could not be tokenized: {exc!r}") from exc
 
     def _turn_close(self, path: Path) -> list[int]:
         """The stop token, masked, after an action that ended at a stop string (a closing tool
@@ -421,7 +437,7 @@ class RolloutManager:
 
     def _restored(self, child: Path, outcome: Any) -> None:
         if isinstance(outcome, BaseException):
-            child.end = EndReason.ENV_ERROR
+            child.end = _failure(outcome)
             child.add(SegmentKind.ENV, (), f"branch restore failed: {outcome!r}")
 
     def _end_reason(self, path: Path, terminated: bool, truncated: bool) -> EndReason | None:
@@ -443,6 +459,11 @@ def _run_work(work: list[_Work], calls: EnvCalls) -> None:
     outcomes = calls.run([call for _, call, _ in work])
     for (path, _, after), outcome in zip(work, outcomes, strict=True):
         after(path, outcome)
+
+
+def _failure(exc: BaseException) -> EndReason:
+    """The end reason of a path whose environment call failed: its tool's fault or the env's."""
+    return EndReason.TOOL_ERROR if isinstance(exc, ToolError) else EndReason.ENV_ERROR
 
 
 def _snapshot(env: gym.Env | None) -> Any:
