@@ -23,8 +23,8 @@ from branchgym.agents.model import TinyModelConfig, tiny_model
 from branchgym.agents.policy import GenerationRequest, SamplingParams
 from branchgym.agents.protocol import TurnCodec
 from branchgym.agents.tokenizer import train_tokenizer
+from branchgym.demos import env_corpus
 from branchgym.envs import make
-from branchgym.train import env_corpus
 
 BATCHES = (1, 16, 64)
 

@@ -89,11 +89,11 @@ def main(
     from branchgym.agents.protocol import TurnCodec
     from branchgym.agents.tokenizer import train_tokenizer
     from branchgym.config import config_json
+    from branchgym.demos import env_corpus
     from branchgym.distributed import RaySampler, start
     from branchgym.rollouts.manager import RolloutManager
     from branchgym.rollouts.store import TrajectoryStore
     from branchgym.runner import env_factory
-    from branchgym.train import env_corpus
 
     torch.set_num_threads(1)
     torch.manual_seed(0)

@@ -110,6 +110,7 @@ def train(
     from branchgym.agents.protocol import TemplateError
     from branchgym.checkpoint import CheckpointError
     from branchgym.configio import ConfigError
+    from branchgym.demos import ExpertDataError
     from branchgym.rollouts.store import StoreError
     from branchgym.runner import ResumeError
     from branchgym.runner import resume as resume_run
@@ -156,6 +157,8 @@ def train(
         raise typer.BadParameter(str(exc), param_hint="--resume") from exc
     except ConfigError as exc:  # a value out of range, from the preset, file or flags
         raise typer.BadParameter(str(exc)) from exc
+    except ExpertDataError as exc:  # the env cannot give texts or demonstrations for the warm start
+        raise typer.BadParameter(str(exc), param_hint="--env") from exc
     except ImportError as exc:
         if "pip install" not in str(exc):  # not a missing extra: a bug, keep its traceback
             raise
@@ -319,11 +322,13 @@ def _fail(exc: Exception) -> None:
 
     from branchgym.agents.model import ModelLoadError
     from branchgym.agents.openai import ServerError
+    from branchgym.demos import ExpertDataError
     from branchgym.rollouts.manager import BranchingUnsupported
     from branchgym.rollouts.store import StoreError
 
     known = (
         gym.error.Error,
+        ExpertDataError,
         ModelLoadError,
         StoreError,
         BranchingUnsupported,

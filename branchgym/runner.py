@@ -41,6 +41,7 @@ from branchgym.agents.protocol import TurnCodec, turn_format
 from branchgym.agents.weightsync import policy_version, sync_policy
 from branchgym.config import TrainConfig, config_json, steps_ahead, validate
 from branchgym.configio import apply_overrides
+from branchgym.demos import expert_demos
 from branchgym.envs.wrappers import RestateInstruction
 from branchgym.rollouts.manager import RolloutManager
 from branchgym.rollouts.replay import ReplayBuffer
@@ -53,7 +54,6 @@ from branchgym.train import (
     EvalResult,
     build_policy_model,
     evaluate_policy,
-    expert_demos,
     progress_bars,
     replay_samples,
     rollout_metrics,

@@ -32,6 +32,7 @@ from branchgym.agents.policy import Policy
 from branchgym.agents.protocol import TurnCodec
 from branchgym.agents.tokenizer import train_tokenizer
 from branchgym.config import RLConfig, TrainConfig
+from branchgym.demos import env_corpus
 from branchgym.rollouts.manager import RolloutManager
 from branchgym.rollouts.metrics import tree_stats
 from branchgym.rollouts.replay import ReplayBuffer
@@ -49,99 +50,6 @@ class EvalResult:
     mean_turns: float
     mean_entropy: float
     tool_calls_per_success: float | None = None  # mean tool calls of the won episodes
-
-
-def env_corpus(make_env: Callable, n_episodes: int, seed: int) -> list[str]:
-    """Texts for the tokenizer: expert episodes plus random admissible commands.
-
-    An environment without ``expert_plan`` / ``admissible_commands`` in its info (a third-party
-    one, say) gives its opening observations only; byte fallback covers the rest.
-    """
-    rng = random.Random(seed)
-    env = make_env()
-    texts: list[str] = []
-    for ep in range(n_episodes):
-        obs, info = env.reset(seed=10**9 + ep)
-        texts.append(obs)
-        for turn in range(12):
-            plan, admissible = info.get("expert_plan"), info.get("admissible_commands")
-            if not plan and not admissible:
-                break
-            use_expert = plan and (ep % 2 == 0 or turn % 3 == 2 or not admissible)
-            action = plan[0] if use_expert else rng.choice(admissible)
-            texts.append(" " + action)
-            obs, _, done, _, info = env.step(action)
-            texts.append(" " + obs)
-            if done:
-                break
-            # held objects are rarely examined at random; their texts must still be words
-            examine = [c for c in info.get("admissible_commands") or () if c.startswith("examine ")]
-            for command in examine:
-                snap = env.unwrapped.snapshot()
-                texts.append(" " + env.step(command)[0])
-                env.unwrapped.restore(snap)
-    env.close()
-    return texts
-
-
-def expert_demos(
-    make_env: Callable, tasks: Sequence[TaskRef], codec: TurnCodec, noise: float, seed: int
-) -> list[TokenSample]:
-    """One token sequence per task: the expert's actions between observations, all trained.
-
-    The expert is privileged: it walks straight to the object. A clone of it has never seen a
-    receptacle without the object, so it learns "arrive, then take" whatever it sees. So while
-    the object is still to be found, each ``go to`` is, with probability ``noise``, replaced
-    by a search step to a receptacle not yet visited (opening it if it is closed), as a searcher
-    that does not know where the object is would do; the expert's plan resumes from wherever
-    that leads. These DART-style demonstrations show both "the object is here: take it" and
-    "it is not here: look elsewhere", which the policy needs before RL can improve its search.
-    """
-    rng = random.Random(seed)
-    env = make_env()
-    demos = []
-    for task in tasks:
-        obs, info = env.reset(seed=task.seed, options={"task": task})
-        ids = codec.observation_ids(obs, first=True)
-        mask = [False] * len(ids)
-        searched, visited = False, set()
-        for _ in range(40):
-            action = _demo_action(info, rng, noise, searched, visited)
-            if action is None:
-                break
-            searched = action.startswith("go to ") and action != info["expert_plan"][0]
-            visited.add(action)
-            act = codec.action_ids(action)
-            ids, mask = ids + act, mask + [True] * len(act)
-            obs, _, done, _, info = env.step(action)
-            if done:
-                break
-            nxt = codec.observation_ids(obs)
-            ids, mask = ids + nxt, mask + [False] * len(nxt)
-        demos.append(TokenSample(tuple(ids), (0.0,) * len(ids), tuple(mask)))
-    env.close()
-    return demos
-
-
-def _demo_action(
-    info: dict, rng: random.Random, noise: float, searched: bool, visited: set[str]
-) -> str | None:
-    plan = info["expert_plan"]
-    if not plan:
-        return None
-    commands = info.get("admissible_commands") or []  # tool envs have none: follow the plan
-    if searched:  # a searcher looks inside the closed receptacle it just reached
-        opening = [c for c in commands if c.startswith("open ")]
-        if opening:
-            return opening[0]
-    still_searching = any(step.startswith("take ") for step in plan)
-    if still_searching and plan[0].startswith("go to ") and rng.random() < noise:
-        detours = [
-            c for c in commands if c.startswith("go to ") and c != plan[0] and c not in visited
-        ]
-        if detours:
-            return rng.choice(detours)
-    return plan[0]
 
 
 def with_advantages(

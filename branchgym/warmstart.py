@@ -19,9 +19,10 @@ from branchgym.agents.hf import HFPolicy
 from branchgym.agents.learner import Learner, LearnerConfig
 from branchgym.agents.protocol import TurnCodec
 from branchgym.config import SFTConfig, TrainConfig
+from branchgym.demos import expert_demos
 from branchgym.envs.wrappers import RestateInstruction
 from branchgym.tasks.suite import task_refs
-from branchgym.train import build_policy_model, expert_demos, sft_lr
+from branchgym.train import build_policy_model, sft_lr
 
 BENCH_ENVS = {  # name: (env id, its kwargs, restate the instruction every turn)
     "household": ("branchgym/Household-v0", {"max_receptacles": 8}, True),

@@ -21,7 +21,7 @@ import branchgym.envs
 from branchgym.agents.model import TinyModelConfig, tiny_model
 from branchgym.agents.protocol import TurnCodec
 from branchgym.agents.tokenizer import train_tokenizer
-from branchgym.train import env_corpus
+from branchgym.demos import env_corpus
 
 HOUSEHOLD = "branchgym/Household-v0"
 TINY = TinyModelConfig(hidden_size=32, layers=1, heads=2, kv_heads=1, intermediate_size=64)

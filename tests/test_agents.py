@@ -22,7 +22,7 @@ from branchgym.agents.policy import (
 )
 from branchgym.agents.protocol import TurnCodec
 from branchgym.agents.tokenizer import train_tokenizer
-from branchgym.train import env_corpus
+from branchgym.demos import env_corpus
 
 ENV_ID = "branchgym/Household-v0"
 

@@ -12,9 +12,10 @@ import torch
 import branchgym.envs
 from branchgym.agents.hf import HFPolicy
 from branchgym.agents.learner import Learner, LearnerConfig, samples_from_groups
+from branchgym.demos import expert_demos
 from branchgym.rollouts.manager import RolloutConfig, RolloutManager
 from branchgym.tasks.suite import task_refs
-from branchgym.train import expert_demos, with_advantages
+from branchgym.train import with_advantages
 
 ENV_ID = "branchgym/Household-v0"
 

@@ -19,9 +19,9 @@ from branchgym.agents.learner import Learner, LearnerConfig
 from branchgym.agents.logprobs import sequence_logprobs
 from branchgym.agents.lora import LoRAConfig, is_lora, with_lora
 from branchgym.agents.policy import GenerationRequest, SamplingParams
+from branchgym.demos import expert_demos
 from branchgym.runlog import read_rows
 from branchgym.tasks.suite import task_refs
-from branchgym.train import expert_demos
 from tests.conftest import build_tiny_lm
 
 ENV_ID = "branchgym/Household-v0"

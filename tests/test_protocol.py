@@ -9,7 +9,7 @@ import pytest
 import branchgym.envs
 from branchgym.agents.protocol import TemplateError, TurnCodec, TurnFormat
 from branchgym.agents.tokenizer import train_tokenizer
-from branchgym.train import env_corpus
+from branchgym.demos import env_corpus
 
 CHATML = (
     "{%- if messages[0]['role'] != 'system' %}"

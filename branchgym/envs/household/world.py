@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 NOTHING_HAPPENS = "Nothing happens."
 WELCOME = "-= Welcome to TextWorld, ALFRED! =-"
 # v0's help text. Household-v0's episodes pin it: tokenizers are trained on texts that include
-# it (``train.env_corpus`` takes random admissible commands), so it stays the default.
+# it (``demos.env_corpus`` takes random admissible commands), so it stays the default.
 HELP_TEXT = (
     "Available commands:\n  look\n  inventory\n  go to (receptacle)\n  open (receptacle)\n"
     "  close (receptacle)\n  take (object) from (receptacle)\n  move (object) to (receptacle)\n"
