@@ -348,12 +348,14 @@ def _fail(exc: Exception) -> None:
 @app.command()
 def envs() -> None:
     """List every registered environment id (built-in and plugins), with one line on each."""
-    from branchgym.envs import registered
+    from branchgym.envs import broken_plugins, registered
 
     listed = registered()
     width = max(map(len, listed))
     for env_id, line in listed.items():
         typer.echo(f"{env_id:<{width}}  {line}")
+    for name, why in broken_plugins().items():
+        typer.echo(f"plugin {name!r} failed to load: {why}")
 
 
 @app.command()

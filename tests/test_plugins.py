@@ -76,3 +76,35 @@ def test_branchgym_envs_lists_builtins_and_the_plugin(installed_plugin):
     assert "[plugin: echo]" in lines["thirdparty/Echo-v0"]
     assert "search the corpus" in lines["branchgym/SearchQA-v0"]
     assert set(lines) >= set(branchgym.envs._BUILTIN)
+
+
+@pytest.fixture
+def broken_plugin(tmp_path, monkeypatch, installed_plugin):
+    (tmp_path / "thirdparty_broken.py").write_text(
+        "def register():\n    raise ImportError(\"optional engine 'foo' is not installed\")\n"
+    )
+    dist = tmp_path / "thirdparty_broken-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: thirdparty-broken\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text(
+        "[branchgym.envs]\nbroken = thirdparty_broken:register\n"
+    )
+    monkeypatch.setattr(branchgym.envs, "_broken", {})
+    yield
+    sys.modules.pop("thirdparty_broken", None)
+
+
+def test_a_broken_plugin_is_skipped_and_named_not_fatal(broken_plugin):
+    from typer.testing import CliRunner
+
+    from branchgym.cli import app
+
+    with pytest.warns(UserWarning, match="plugin 'broken'.*failed to load and is skipped"):
+        env = branchgym.envs.make("thirdparty/Echo-v0")  # the healthy plugin still loads
+    assert env.reset(seed=0)[0] == "say hi"
+    assert branchgym.envs.make("branchgym/SearchQA-v0").reset(seed=0)[0].startswith("Question")
+    with pytest.raises(gym.error.NameNotFound, match="plugin 'broken' failed to load: Import"):
+        branchgym.envs.make("foo/Engine-v0")
+    result = CliRunner().invoke(app, ["envs"])
+    assert result.exit_code == 0, result.output
+    assert "plugin 'broken' failed to load: ImportError: optional engine 'foo'" in result.output

@@ -11,6 +11,7 @@ group whose object is a zero-argument function that calls ``gymnasium.register``
 
 from __future__ import annotations
 
+import warnings
 from importlib.metadata import entry_points
 from typing import Any
 
@@ -49,6 +50,7 @@ _NOTES = {
 }
 _plugins_loaded = False
 _plugin_ids: dict[str, str] = {}  # env id -> the entry point that registered it
+_broken: dict[str, str] = {}  # entry point -> why it failed to load
 
 
 def register_builtin() -> None:
@@ -58,18 +60,37 @@ def register_builtin() -> None:
 
 
 def load_plugins() -> list[str]:
-    """Call every ``branchgym.envs`` entry point once. Returns the names that were loaded."""
+    """Call every ``branchgym.envs`` entry point once. Returns the names that were loaded.
+
+    A plugin that fails (its module does not import, its ``register`` raises) is skipped with a
+    warning, so one broken package cannot take every other environment down with it;
+    ``broken_plugins()`` says why, and ``make`` names it when an id is not found."""
     global _plugins_loaded
     names: list[str] = []
     if _plugins_loaded:
         return names
+    _plugins_loaded = True
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         before = set(gym.registry)
-        ep.load()()
+        try:
+            ep.load()()
+        except Exception as exc:
+            _broken[ep.name] = f"{type(exc).__name__}: {exc}"
+            warnings.warn(
+                f"the branchgym.envs plugin {ep.name!r} ({ep.value}) failed to load and is "
+                f"skipped: {_broken[ep.name]}",
+                stacklevel=2,
+            )
+            continue
         names.append(ep.name)
         _plugin_ids.update(dict.fromkeys(set(gym.registry) - before, ep.name))
-    _plugins_loaded = True
     return names
+
+
+def broken_plugins() -> dict[str, str]:
+    """The ``branchgym.envs`` entry points that failed to load, each with why."""
+    load_plugins()
+    return dict(_broken)
 
 
 def make(env_id: str, **kwargs: Any) -> gym.Env:
@@ -78,7 +99,8 @@ def make(env_id: str, **kwargs: Any) -> gym.Env:
     load_plugins()
     if env_id not in gym.registry:
         known = ", ".join(sorted(k for k in gym.registry if k.startswith("branchgym/")))
-        raise gym.error.NameNotFound(f"no environment {env_id!r}; branchgym knows: {known}")
+        broken = "".join(f"; plugin {n!r} failed to load: {why}" for n, why in _broken.items())
+        raise gym.error.NameNotFound(f"no environment {env_id!r}; branchgym knows: {known}{broken}")
     return gym.make(env_id, **kwargs)
 
 
@@ -114,6 +136,7 @@ register_builtin()
 __all__ = [
     "ENTRY_POINT_GROUP",
     "HouseholdEnv",
+    "broken_plugins",
     "env_ids",
     "load_plugins",
     "make",
