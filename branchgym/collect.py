@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import secrets
 import sys
 import time
 from collections.abc import Sequence
@@ -120,7 +121,9 @@ def collect(cfg: CollectConfig, progress=None) -> dict:
     policy, tokenizer = _policy(cfg, make_env)
     codec = TurnCodec(tokenizer, turn_format(tokenizer, cfg.chat_template))
     manager = RolloutManager(make_env, policy, codec, cfg.rollout_config())
-    run_id = f"rollout-{time.strftime('%Y%m%d-%H%M%S')}-{cfg.algo}-seed{cfg.seed}"
+    # a random tail: two collections started in the same second must not share one run
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    run_id = f"rollout-{stamp}-{cfg.algo}-seed{cfg.seed}-{secrets.token_hex(3)}"
     tasks = task_refs(cfg.env_id, cfg.split, cfg.tasks, start=cfg.seed * cfg.tasks)
     groups = []
     with TrajectoryStore(cfg.db) as store:

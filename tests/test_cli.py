@@ -223,6 +223,19 @@ def test_rollout_writes_trees_that_read_back_identically(tmp_path, monkeypatch):
             assert a.entropies == pytest.approx(b.entropies, abs=1e-5)
 
 
+def test_two_collections_in_the_same_second_get_their_own_runs(tmp_path, monkeypatch):
+    from branchgym import collect as collect_mod
+
+    monkeypatch.setattr(collect_mod.time, "strftime", lambda fmt: "20261125-120000")
+    db = f"sqlite:///{tmp_path / 'r.db'}"
+    cfg = collect_mod.CollectConfig(n=2, tasks=1, db=db, max_turns=1)
+    first, second = collect_mod.collect(cfg)["run"], collect_mod.collect(cfg)["run"]
+    assert first != second
+    with TrajectoryStore(db) as store:
+        assert sorted(r.id for r in store.list_runs()) == sorted([first, second])
+        assert all(r.n_trajectories == 2 for r in store.list_runs())
+
+
 def test_rollout_rejects_unknown_env_and_algo(tmp_path):
     db = f"sqlite:///{tmp_path / 'r.db'}"
     result = runner.invoke(app, ["rollout", "--env", "nope/Nothing-v0", "--db", db])
