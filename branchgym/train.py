@@ -148,7 +148,7 @@ def run_sft(learner: Learner, demos: list[TokenSample], cfg: TrainConfig, bar) -
         bar.update(task, advance=1, info=f"loss {loss:.3f}")
         if (step + 1) % steps_per_epoch == 0:  # a log line too: bars stay blank in a log file
             bar.console.print(f"SFT epoch {(step + 1) // steps_per_epoch}: loss {loss:.3f}")
-    learner.set_lr(cfg.learner.lr)
+    learner.reset_optimizer(cfg.learner.lr)
 
 
 def replay_samples(

@@ -173,3 +173,24 @@ def test_evaluation_samples_independent_episodes_whatever_rl_samples_with(
     policy = HFPolicy(tiny_lm, tiny_tok, tiny_tok.pad_token_id, seed=0)
     result = evaluate_policy(make_env, policy, codec, cfg)
     assert result["sampled"].episodes == 6
+
+
+def test_rl_starts_from_a_fresh_optimiser_so_sft_momentum_moves_nothing(tiny_lm, codec):
+    import io
+
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from branchgym.config import SFTConfig, TrainConfig
+    from branchgym.train import run_sft
+
+    demos = expert_demos(make_env, task_refs(ENV_ID, "train", 4), codec, noise=0.0, seed=0)
+    cfg = TrainConfig(sft=replace(SFTConfig(), epochs=2, batch_size=2))
+    learner = Learner(tiny_lm, codec.tokenizer.pad_token_id, LearnerConfig())
+    with Progress(console=Console(file=io.StringIO())) as bar:
+        run_sft(learner, demos, cfg, bar)
+    assert not learner.optimizer.state  # SFT's moments are gone
+    assert learner.optimizer.param_groups[0]["lr"] == cfg.learner.lr
+    before = [p.detach().clone() for p in tiny_lm.parameters()]
+    learner.rl_step(demos, random.Random(0))  # every advantage 0: no gradient signal at all
+    assert all(torch.equal(a, b) for a, b in zip(before, tiny_lm.parameters(), strict=True))

@@ -167,6 +167,12 @@ class Learner:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
 
+    def reset_optimizer(self, lr: float) -> None:
+        """Forget AdamW's moments and step counts, and set ``lr``: RL starts from its own
+        optimiser state, so SFT's leftover momentum cannot keep moving the weights."""
+        self.optimizer.state.clear()
+        self.set_lr(lr)
+
     def rl_step(self, samples: Sequence[TokenSample], rng: random.Random) -> dict[str, float]:
         """PPO-clip epochs over ``samples``; returns averaged metrics. Bumps the version."""
         metrics: list[dict[str, float]] = []
