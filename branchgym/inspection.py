@@ -198,17 +198,23 @@ def rescore(store: TrajectoryStore, run_id: str, reward: str, std_normalize: boo
     """Re-score a run with another reward: replay every trajectory in an environment made with
     ``reward=NAME`` (SearchQA: ``em`` or ``f1``) and write the trees, with the new returns and
     GRPO advantages, to a new run ``RUN@NAME``. Returns ``(new run id, trajectories, changed)``.
+
+    The new run's config keeps ``reward`` among its ``env_kwargs``, so ``replay`` of a
+    re-scored trajectory uses the same reward. An existing ``RUN@NAME`` is never written twice.
     """
     config = store.run_config(run_id)
     new_run = f"{run_id}@{reward}"
-    store.create_run(new_run, {**config, "rescored_from": run_id, "reward": reward})
+    if new_run in {r.id for r in store.list_runs()}:
+        raise ValueError(f"run {new_run!r} exists already: {run_id} was re-scored with {reward}")
+    gids = store.groups(run_id)
+    if gids:  # a bad reward option fails before the new run is registered
+        _scoring_env(config, store.load_group(gids[0]).task.env_id, reward).close()
+    kwargs = {**config.get("env_kwargs", {}), "reward": reward}
+    store.create_run(new_run, {**config, "env_kwargs": kwargs, "rescored_from": run_id})
     n = changed = 0
-    for gid in store.groups(run_id):
+    for gid in gids:
         group = store.load_group(gid)
-        try:
-            env = _make_env(config, group.task.env_id, reward=reward)
-        except TypeError as exc:
-            raise ValueError(f"{group.task.env_id} has no reward option {reward!r}: {exc}") from exc
+        env = _scoring_env(config, group.task.env_id, reward)
         try:
             rets = [_replay_path(env, group, t, 0).ret for t in group.trajectories]
         finally:
@@ -217,6 +223,13 @@ def rescore(store: TrajectoryStore, run_id: str, reward: str, std_normalize: boo
         n += len(rets)
         changed += sum(abs(r - t.ret) > 1e-9 for r, t in zip(rets, group.trajectories, strict=True))
     return new_run, n, changed
+
+
+def _scoring_env(config: dict, env_id: str, reward: str):
+    try:
+        return _make_env(config, env_id, reward=reward)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{env_id} has no reward option {reward!r}: {exc}") from exc
 
 
 def _with_returns(group: Group, rets: list[float], std_normalize: bool) -> Group:

@@ -205,8 +205,25 @@ def test_rescore_with_token_f1_writes_a_new_run(stored, codec):
     assert result.exit_code == 2 and "no reward option 'f1'" in result.output
 
 
+def test_rescore_never_writes_a_run_twice_and_its_trajectories_replay(stored):
+    args = ["rescore", "SearchQA-v0", "--db", stored, "--reward"]
+    assert runner.invoke(app, [*args, "f1"]).exit_code == 0
+    again = runner.invoke(app, [*args, "f1"])
+    assert again.exit_code == 2 and "exists already" in again.output
+    bogus = runner.invoke(app, [*args, "bogus"])
+    assert bogus.exit_code == 2 and "no reward option 'bogus'" in bogus.output
+    with TrajectoryStore(stored) as store:
+        runs = {r.id: r for r in store.list_runs()}
+        assert "SearchQA-v0@bogus" not in runs  # nothing registered for a bad option
+        assert runs["SearchQA-v0@f1"].n_trajectories == runs["SearchQA-v0"].n_trajectories
+        assert store.run_config("SearchQA-v0@f1")["env_kwargs"]["reward"] == "f1"
+        ids = [t for g in store.groups("SearchQA-v0@f1") for t in store.trajectory_ids(g)]
+    result = runner.invoke(app, ["replay", *map(str, ids), "--db", stored])
+    assert result.exit_code == 0, result.output
+
+
 def test_rescore_partial_answers(tmp_path):
-    from branchgym.inspection import rescore
+    from branchgym.inspection import replay, rescore
 
     env = branchgym.envs.make("branchgym/SearchQA-v0")
     _, info = env.reset(seed=3)
@@ -232,7 +249,11 @@ def test_rescore_partial_answers(tmp_path):
         store.create_run("q", {})
         store.write_group("q", Group(TaskRef("branchgym/SearchQA-v0", 3), 0, 0, segs, trajs))
         new_run, n, changed = rescore(store, "q", "f1")
-        (group,) = [store.load_group(g) for g in store.groups(new_run)]
+        (gid,) = store.groups(new_run)
+        group = store.load_group(gid)
+        # replayed under the reward it was re-scored with: the partial answer's F1 again
+        fresh = [replay(store, t).ret for t in store.trajectory_ids(gid)]
+    assert fresh == pytest.approx([2 / 3, 1.0])
     # "<gold> city" vs "<gold>": precision 1/2, recall 1 -> F1 2/3; the exact answer stays 1
     assert (n, changed) == (2, 1)
     assert [t.ret for t in group.trajectories] == pytest.approx([2 / 3, 1.0])

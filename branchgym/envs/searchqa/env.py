@@ -58,6 +58,8 @@ class SearchQAEnv(gym.Env[str, str]):
         tags: tuple[str, str, str] = ("search", "answer", "result"),
         render_mode: str | None = None,
     ) -> None:
+        if reward not in ("em", "f1"):
+            raise ValueError(f"reward must be 'em' or 'f1', got {reward!r}")
         self.world, self.bm25 = _index(world_seed)
         self.protocol = ToolProtocol(tools=tuple(tags[:2]), result_tag=tags[2])
         self.top_k, self.max_hops, self.reward_kind = top_k, max_hops, reward
