@@ -56,9 +56,15 @@ def with_advantages(
     group: Group, std_normalize: bool, bonus: Callable[[Trajectory], float] | None = None
 ) -> Group:
     """Each trajectory with its group-relative advantage; ``bonus`` (SPEAR's tool-call
-    curriculum) is added to each return first. Stored returns stay the environment's."""
-    returns = [t.ret + (bonus(t) if bonus else 0.0) for t in group.trajectories]
-    adv = grpo_advantages(torch.tensor(returns), std_normalize=std_normalize).tolist()
+    curriculum) is added to each return first. Stored returns stay the environment's.
+
+    A path whose environment or tool failed (``env_error``, ``tool_error``) gets advantage 0
+    and stays out of the baseline: the failure is not the policy's doing, and scoring it as a
+    loss would credit the group's other paths for it."""
+    healthy = [t for t in group.trajectories if not t.end_reason.failed]
+    returns = torch.tensor([t.ret + (bonus(t) if bonus else 0.0) for t in healthy])
+    scored = iter(grpo_advantages(returns, std_normalize=std_normalize).tolist())
+    adv = [0.0 if t.end_reason.failed else next(scored) for t in group.trajectories]
     trajs = tuple(replace(t, advantage=a) for t, a in zip(group.trajectories, adv, strict=True))
     return replace(group, trajectories=trajs)
 

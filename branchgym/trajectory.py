@@ -35,6 +35,12 @@ class EndReason(str, Enum):
     TOOL_ERROR = "tool_error"  # a tool call failed (timeout, crash)
     ENV_ERROR = "env_error"  # the environment raised or hung
 
+    @property
+    def failed(self) -> bool:
+        """The environment or its tool failed: the path says nothing about the policy, so
+        training leaves it out (``train.with_advantages``, ``samples_from_groups``)."""
+        return self in (EndReason.TOOL_ERROR, EndReason.ENV_ERROR)
+
 
 @dataclass(frozen=True)
 class TaskRef:

@@ -86,3 +86,30 @@ def test_learner_takes_either_attribution(attribution, tiny_lm, tiny_tok):
     )
     metrics = learner.rl_step(samples_from_groups([GROUP], attribution), random.Random(0))
     assert metrics["loss"] == metrics["loss"]  # finite
+
+
+FAILED_D = Trajectory(8, (0, 1, 8), 0.0, EndReason.ENV_ERROR, advantage=0.0)  # e: env crashed
+WITH_FAILURE = Group(
+    TaskRef("e", 0),
+    0,
+    0,
+    (*SEGMENTS, Segment(8, 1, E, (), "environment error: RuntimeError('boom')")),
+    (*GROUP.trajectories, FAILED_D),
+)
+
+
+def test_a_path_whose_env_failed_is_left_out_of_the_baseline_and_the_samples():
+    from dataclasses import replace
+
+    from branchgym.train import with_advantages
+
+    returns = (1.0, 0.0, 1.0, 0.0)  # D failed: its 0 is no loss of the policy's
+    trajs = tuple(
+        replace(t, ret=r) for t, r in zip(WITH_FAILURE.trajectories, returns, strict=True)
+    )
+    scored = with_advantages(replace(WITH_FAILURE, trajectories=trajs), std_normalize=False)
+    # the baseline is the mean of A, B and C only, 2/3; D gets no advantage at all
+    assert [t.advantage for t in scored.trajectories] == pytest.approx([1 / 3, -2 / 3, 1 / 3, 0])
+    for attribution in ("soft", "hard"):
+        samples = samples_from_groups([WITH_FAILURE], attribution)
+        assert samples == samples_from_groups([GROUP], attribution)  # as if D never ran

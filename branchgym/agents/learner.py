@@ -12,7 +12,7 @@ from __future__ import annotations
 import random
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import torch
@@ -93,9 +93,12 @@ def samples_from_groups(
     ``soft``: the trajectory's advantage on each of its model tokens (a shared prefix is
     trained once per path). ``hard``: each model segment is trained once, on the first path
     through it, with the mean advantage of all paths through it (see ``attribution``).
+    Paths whose environment or tool failed are left out (``EndReason.failed``).
     """
     out = []
     for group in groups:
+        healthy = tuple(t for t in group.trajectories if not t.end_reason.failed)
+        group = replace(group, trajectories=healthy)
         if attribution == "hard":
             out += _hard_samples(group)
             continue
