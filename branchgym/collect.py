@@ -32,7 +32,7 @@ from branchgym.rollouts.manager import Algo, RolloutConfig, RolloutManager, requ
 from branchgym.rollouts.metrics import tree_stats
 from branchgym.rollouts.store import TrajectoryStore
 from branchgym.tasks.suite import task_refs
-from branchgym.train import build_policy_model
+from branchgym.train import build_policy_model, with_advantages
 
 
 @dataclass(frozen=True)
@@ -51,6 +51,7 @@ class CollectConfig:
     seed: int = 0
     max_turns: int = RolloutConfig.max_turns
     batch: int = 8  # tasks rolled out together
+    env_timeout: float = RolloutConfig.env_timeout  # seconds before a call ends its path
     imports: tuple[str, ...] = ()  # modules imported first, so they can register environments
     env_processes: bool = False  # one process per environment (SubprocessEnv), for heavy envs
     backend: BackendConfig = field(default_factory=BackendConfig)  # hf, vllm or openai
@@ -65,6 +66,7 @@ class CollectConfig:
             aepo=AEPOConfig(budget=self.n),
             max_turns=self.max_turns,
             seed=self.seed,
+            env_timeout=self.env_timeout,
         )
 
 
@@ -78,8 +80,8 @@ def import_modules(names: Sequence[str]) -> None:
     for name in names:
         try:
             importlib.import_module(name)
-        except ImportError as exc:
-            raise ValueError(f"cannot import {name!r} (--import): {exc}") from exc
+        except Exception as exc:  # missing, or broken: a SyntaxError, a raise at import time
+            raise ValueError(f"cannot import {name!r} (--import): {exc!r}") from exc
 
 
 def _policy(cfg: CollectConfig, make_env) -> tuple[Policy, object]:
@@ -126,10 +128,12 @@ def collect(cfg: CollectConfig, progress=None) -> dict:
     run_id = f"rollout-{stamp}-{cfg.algo}-seed{cfg.seed}-{secrets.token_hex(3)}"
     tasks = task_refs(cfg.env_id, cfg.split, cfg.tasks, start=cfg.seed * cfg.tasks)
     groups = []
-    with TrajectoryStore(cfg.db) as store:
-        store.create_run(run_id, {**asdict(cfg), "kind": "rollout"})
+    with TrajectoryStore(cfg.db) as store:  # opened first: a bad URL fails before any work
         for start in range(0, len(tasks), cfg.batch):
             batch = manager.rollout(tasks[start : start + cfg.batch])
+            batch = [with_advantages(g, std_normalize=True) for g in batch]
+            if not groups:  # registered with its first groups: a failed start leaves no run
+                store.create_run(run_id, {**asdict(cfg), "kind": "rollout"})
             store.write_groups(run_id, batch)
             groups += batch
             if progress is not None:

@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from branchgym.cli import app
 from branchgym.rollouts.store import TrajectoryStore
+from branchgym.train import with_advantages
 
 runner = CliRunner()
 
@@ -209,8 +210,8 @@ def test_rollout_writes_trees_that_read_back_identically(tmp_path, monkeypatch):
         assert run.id == result["run"] and run.n_trajectories == 8
         loaded = [store.load_group(g) for g in store.groups(run.id)]
     assert len(loaded) == len(captured) == 2
-    for got, want in zip(loaded, captured, strict=True):
-        assert got.trajectories == want.trajectories
+    for got, want in zip(loaded, captured, strict=True):  # stored with GRPO's advantages
+        assert got.trajectories == with_advantages(want, std_normalize=True).trajectories
         for a, b in zip(got.segments, want.segments, strict=True):
             assert (a.id, a.parent_id, a.kind, a.token_ids, a.text) == (
                 b.id,
@@ -221,6 +222,21 @@ def test_rollout_writes_trees_that_read_back_identically(tmp_path, monkeypatch):
             )
             assert a.logprobs == pytest.approx(b.logprobs, abs=1e-6)
             assert a.entropies == pytest.approx(b.entropies, abs=1e-5)
+
+
+def test_a_collection_that_fails_before_its_first_groups_leaves_no_run(tmp_path, monkeypatch):
+    from branchgym import collect as collect_mod
+    from branchgym.agents.openai import ServerError
+
+    def dead(self, tasks, step=0, version=0):
+        raise ServerError("the server at http://127.0.0.1:9 is down")
+
+    monkeypatch.setattr(collect_mod.RolloutManager, "rollout", dead)
+    db = f"sqlite:///{tmp_path / 'r.db'}"
+    with pytest.raises(ServerError):
+        collect_mod.collect(collect_mod.CollectConfig(n=2, tasks=1, db=db, max_turns=1))
+    with TrajectoryStore(db) as store:
+        assert store.list_runs() == []
 
 
 def test_two_collections_in_the_same_second_get_their_own_runs(tmp_path, monkeypatch):
