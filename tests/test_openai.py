@@ -193,5 +193,4 @@ def test_rollout_against_a_dead_server_says_so_and_stores_no_tree(tmp_path, tiny
     assert result.exit_code == 2, result.output
     assert f"127.0.0.1:{port}/v1 failed after 3 tries: cannot connect" in result.output
     with TrajectoryStore(db) as store:
-        (run,) = store.list_runs()
-        assert run.n_trajectories == 0
+        assert store.list_runs() == []  # the run is registered with its first groups only
