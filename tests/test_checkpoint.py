@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 import torch
@@ -121,8 +122,15 @@ def test_a_real_wandb_run_gets_the_rows_offline(tmp_path, monkeypatch):
         for row in _rows(range(3)):
             log.write(row)
     (path,) = tmp_path.glob("wandb/offline-run-*/run-run-w.wandb")
-    rows = [{k: v for k, v in r.items() if not k.startswith("_")} for r in _wandb_history(path)]
-    assert rows == [{k: v for k, v in r.items() if k != "step"} for r in _rows(range(3))]
+    want = [{k: v for k, v in r.items() if k != "step"} for r in _rows(range(3))]
+    deadline = time.monotonic() + 30  # wandb's service process may still be writing the file
+    while True:
+        history = _wandb_history(path)
+        rows = [{k: v for k, v in r.items() if not k.startswith("_")} for r in history]
+        if len(rows) >= len(want) or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert rows == want
 
 
 def _wandb_history(path):
