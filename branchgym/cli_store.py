@@ -32,10 +32,12 @@ def runs(
     from branchgym.rollouts.store import TrajectoryStore
 
     try:
-        with TrajectoryStore(db) as store:
+        with TrajectoryStore(db, create=False) as store:
             listed = store.list_runs()
     except Exception as exc:
         _fail(exc)
+    if not listed:
+        typer.echo(f"no runs in {db}")
     for r in listed:
         mean = "-" if r.mean_return is None else f"{r.mean_return:.3f}"
         typer.echo(
@@ -55,9 +57,9 @@ def inspect(
     from branchgym.rollouts.store import TrajectoryStore
 
     try:
-        with TrajectoryStore(db) as store:
+        with TrajectoryStore(db, create=False) as store:
             store.run_config(run)
-            ids = [group] if group is not None else store.groups(run, step)
+            ids = [group] if group is not None else _step_groups(store, run, step)
             if group is not None and group not in store.groups(run):
                 raise KeyError(f"run {run!r} has no group {group}")
             for gid in ids:
@@ -65,6 +67,18 @@ def inspect(
                 console.print(tree_view(store.load_group(gid), f"group {gid}", traj_ids=tids))
     except Exception as exc:
         _fail(exc)
+
+
+def _step_groups(store, run: str, step: int | None) -> list[int]:
+    """A run's groups (one step's, if ``step``); a KeyError saying so when there are none."""
+    ids = store.groups(run, step)
+    if ids:
+        return ids
+    if step is None:
+        raise KeyError(f"run {run!r} has no groups yet")
+    steps = store.steps(run)
+    held = f"steps {steps[0]}..{steps[-1]}" if steps else "no groups yet"
+    raise KeyError(f"run {run!r} has no step {step} ({held})")
 
 
 @app.command()
@@ -76,13 +90,13 @@ def show(
     ] = None,
 ) -> None:
     """Print a trajectory's turns, tool results and per-token entropy."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before transformers reads it, on import
     from branchgym.inspection import show as render
     from branchgym.rollouts.store import TrajectoryStore
 
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     try:
         tok = _load_tokenizer(tokenizer)
-        with TrajectoryStore(db) as store:
+        with TrajectoryStore(db, create=False) as store:
             run_id, gid, index = store.locate_trajectory(traj)
             group = store.load_group(gid)
         task = group.task
@@ -104,7 +118,7 @@ def export(
     from branchgym.rollouts.store import TrajectoryStore
 
     try:
-        with TrajectoryStore(db) as store:
+        with TrajectoryStore(db, create=False) as store:
             n = write_export(export_records(store, run), out, fmt)
     except Exception as exc:
         _fail(exc)
@@ -122,7 +136,7 @@ def replay(
     from branchgym.rollouts.store import TrajectoryStore
 
     try:
-        with TrajectoryStore(db) as store:
+        with TrajectoryStore(db, create=False) as store:
             results = [run_replay(store, t) for t in traj]
     except Exception as exc:
         _fail(exc)
@@ -140,12 +154,13 @@ def replay(
 @app.command()
 def view(
     db: Annotated[str, typer.Option(help="SQLAlchemy URL of the store")] = "sqlite:///branchgym.db",
-    port: Annotated[int, typer.Option(help="port on 127.0.0.1")] = 8765,
+    port: Annotated[int, typer.Option(min=0, max=65535, help="port on 127.0.0.1")] = 8765,
     tokenizer: Annotated[
         str | None, typer.Option(help="a policy folder: show each token's text in the heat map")
     ] = None,
 ) -> None:
     """Serve the read-only trajectory viewer on http://127.0.0.1:PORT (runs, trees, entropy)."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before transformers reads it, on import
     try:
         import uvicorn
 
@@ -155,8 +170,10 @@ def view(
             f"[red]error:[/red] the viewer needs: pip install 'branchgym[viewer]' ({exc})"
         )
         raise typer.Exit(2) from exc
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from branchgym.rollouts.store import TrajectoryStore
+
     try:
+        TrajectoryStore(db, create=False).close()  # a mistyped --db: say so, create nothing
         tok = _load_tokenizer(tokenizer)
         web = create_app(db, tok)
     except Exception as exc:
@@ -176,7 +193,7 @@ def rescore(
     from branchgym.rollouts.store import TrajectoryStore
 
     try:
-        with TrajectoryStore(db) as store:
+        with TrajectoryStore(db, create=False) as store:
             new_run, n, changed = run_rescore(store, run, reward)
     except Exception as exc:
         _fail(exc)

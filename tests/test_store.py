@@ -329,3 +329,22 @@ def test_text_codec_round_trips_and_never_writes_nul(text):
     assert "\x00" not in stored and decode_text(stored) == text
     if "\x00" not in text and "\x1b" not in text:
         assert stored == text  # ordinary text is stored as it is
+
+
+def test_a_reader_never_creates_a_missing_sqlite_file(tmp_path: Path) -> None:
+    missing = tmp_path / "typo.db"
+    with pytest.raises(StoreError, match=f"no database at {missing}"):
+        TrajectoryStore(f"sqlite:///{missing}", create=False)
+    assert not missing.exists()
+    with TrajectoryStore(f"sqlite:///{missing}"):  # a writer creates it
+        pass
+    with TrajectoryStore(f"sqlite:///{missing}", create=False) as store:
+        assert store.list_runs() == []
+    with TrajectoryStore("sqlite://", create=False) as store:  # in memory: nothing to miss
+        assert store.list_runs() == []
+
+
+def test_steps_lists_a_runs_steps_in_order(store: TrajectoryStore) -> None:
+    store.write_groups("r1", [make_group(3), make_group(0), make_group(3)])
+    assert store.steps("r1") == [0, 3]
+    assert store.steps("nope") == []

@@ -37,6 +37,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -116,6 +117,21 @@ def _safe_url(url: str) -> str:
         return make_url(url).render_as_string(hide_password=True)
     except Exception:
         return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", str(url))
+
+
+def _missing_sqlite_file(url: str) -> str | None:
+    """The file of a SQLite URL when it does not exist; None for other URLs, in-memory
+    databases and ``file:`` URIs (whose options may create or open anything)."""
+    try:
+        parsed = make_url(url)
+    except Exception:  # a malformed URL: ``_open_engine`` says what is wrong with it
+        return None
+    database = parsed.database or ""
+    if parsed.get_backend_name() != "sqlite" or database in ("", ":memory:"):
+        return None
+    if database.startswith("file:") or Path(database).exists():
+        return None
+    return database
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -242,8 +258,12 @@ def _copy_rows(conn: Connection, table: Table, columns: tuple[str, ...], values:
 class TrajectoryStore:
     """Writes sampled groups atomically and reads them back as the exact frozen records."""
 
-    def __init__(self, url: str = "sqlite:///branchgym.db") -> None:
+    def __init__(self, url: str = "sqlite:///branchgym.db", create: bool = True) -> None:
+        """Open (and migrate) the store at ``url``. ``create=False`` is for readers: a SQLite
+        file that does not exist is a ``StoreError`` rather than a new, empty database."""
         self.url = _safe_url(url)
+        if not create and (missing := _missing_sqlite_file(url)) is not None:
+            raise StoreError(f"no database at {missing}")
         self.engine = _open_engine(url)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
@@ -452,6 +472,12 @@ class TrajectoryStore:
                 path_segments = [seg for _, seg in path]
                 out.append((schema.group_from_parts(groups[gid], path_segments, [traj]), traj))
             return out
+
+    def steps(self, run_id: str) -> list[int]:
+        """The training steps a run has groups for, in order."""
+        query = select(GroupRow.step).where(GroupRow.run_id == run_id).distinct()
+        with self._sessions() as session:
+            return list(session.scalars(query.order_by(GroupRow.step)))
 
     def groups(self, run_id: str, step: int | None = None) -> list[int]:
         """Ids of a run's groups (optionally one step's) in the order they were written."""
