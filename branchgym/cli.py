@@ -119,8 +119,8 @@ def train(
     try:
         if resume is not None:
             _no_overrides_on_resume(
-                preset, config, seed, env, db, rl_steps, model, algo, sil, ray_address, ray_workers,
-                max_staleness, backend, base_url, served_model,
+                preset, config, seed, env, db, rl_steps, model, algo, sil, ray, ray_address,
+                ray_workers, max_staleness, backend, base_url, served_model, chat_template or None,
             )  # fmt: skip
             resume_run(resume, out or "runs", console)
             return
@@ -144,7 +144,7 @@ def train(
         cfg = replace(cfg, backend=replace(cfg.backend, **generator))
         if cfg.chat_template and not cfg.model_path:
             raise typer.BadParameter("needs --model: the embedded model has no chat template")
-        run_train(cfg, console)
+        run_train(_ready(cfg), console)
     except TemplateError as exc:
         raise typer.BadParameter(str(exc), param_hint="--chat-template") from exc
     except ServerError as exc:  # the openai backend's server: down, or cannot take weights
@@ -171,8 +171,32 @@ def train(
 def _train_config(preset: str | None, config: Path | None, env: str | None):
     """The preset, the config file's overrides on it, then ``--env``."""
     from branchgym.config import preset as get_preset
-    from branchgym.config import preset_for_env
-    from branchgym.configio import ConfigError, apply_overrides, read_mapping
+    from branchgym.config import preset_for_env, validate_fields
+    from branchgym.configio import ConfigError, apply_overrides
+
+    data, named = _read_config(config)
+    from_file = preset is None and named is not None
+    if preset is None:
+        preset = named or (preset_for_env(env) if env is not None else "quickstart")
+    try:
+        cfg = get_preset(preset)
+    except ValueError as exc:
+        if from_file:
+            raise typer.BadParameter(f"{config}: preset: {exc}", param_hint="--config") from exc
+        raise typer.BadParameter(str(exc), param_hint="--preset") from exc
+    if config is not None:
+        try:
+            cfg = validate_fields(apply_overrides(cfg, data))
+            if env is None:  # else --env replaces it
+                _check_env_id(cfg.env_id, "env_id: ")
+        except ConfigError as exc:
+            raise typer.BadParameter(f"{config}: {exc}", param_hint="--config") from exc
+    return _with_env(cfg, env) if env is not None else cfg
+
+
+def _read_config(config: Path | None) -> tuple[dict, str | None]:
+    """The config file's overrides, and the preset it names (None: it names none)."""
+    from branchgym.configio import ConfigError, read_mapping
 
     try:
         data = read_mapping(config) if config is not None else {}
@@ -181,17 +205,56 @@ def _train_config(preset: str | None, config: Path | None, env: str | None):
             raise ConfigError(f"{config}: preset: expected a preset name, got {named!r}")
     except ConfigError as exc:
         raise typer.BadParameter(str(exc), param_hint="--config") from exc
-    if preset is None:
-        preset = named or (preset_for_env(env) if env is not None else "quickstart")
+    return data, named
+
+
+def _ready(cfg):
+    """``cfg`` once a run can start with it: valid, with a folder for its runs and an
+    environment its ``env_kwargs`` make; the checks run before anything is written."""
+    from branchgym.config import validate
+
+    validate(cfg)
+    _check_out_dir(Path(cfg.out_dir), "--out")
+    _check_env_kwargs(cfg.env_id, cfg.env_kwargs)
+    return cfg
+
+
+def _check_out_dir(out: Path, hint: str) -> None:
+    """A one-line error if ``out``, or the nearest folder above it that exists, is a file."""
+    for existing in (p for p in (out, *out.parents) if p.exists()):
+        if not existing.is_dir():
+            raise typer.BadParameter(f"{existing} is a file, not a folder", param_hint=hint)
+        return
+
+
+def _check_env_kwargs(env_id: str, env_kwargs: dict) -> None:
+    """Make the environment once and close it, so that keyword arguments it does not take
+    (or data it cannot find) fail here, in one line, rather than in the middle of a run."""
+    import warnings
+
+    import gymnasium as gym
+
+    from branchgym import envs
+
     try:
-        cfg = get_preset(preset)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--preset") from exc
-    try:
-        cfg = apply_overrides(cfg, data)
-    except ConfigError as exc:
-        raise typer.BadParameter(f"{config}: {exc}", param_hint="--config") from exc
-    return _with_env(cfg, env) if env is not None else cfg
+        with warnings.catch_warnings():  # the run's own make warns, if there is cause
+            warnings.simplefilter("ignore")
+            envs.make(env_id, **env_kwargs).close()
+    except (TypeError, ValueError, OSError, gym.error.Error) as exc:
+        reason = str(exc).split(" was raised from the environment creator")[0]  # gym's tail
+        raise typer.BadParameter(
+            f"cannot make {env_id} with env_kwargs {env_kwargs}: {reason}"
+        ) from exc
+
+
+def _check_env_id(env_id: str, where: str = "") -> None:
+    """``ConfigError`` unless ``env_id`` is registered; ``where`` prefixes the message."""
+    from branchgym import envs
+    from branchgym.configio import ConfigError
+
+    if env_id not in envs.env_ids():
+        known = ", ".join(envs.env_ids())
+        raise ConfigError(f"{where}no environment {env_id!r}; known: {known}")
 
 
 def _ray_options(
@@ -229,7 +292,7 @@ def show_config(
 @app.command()
 def plot(
     run: Annotated[Path, typer.Argument(help="a run folder written by `branchgym train`")],
-    window: Annotated[int, typer.Option(help="moving average over this many RL steps")] = 1,
+    window: Annotated[int, typer.Option(min=1, help="moving average over this many RL steps")] = 1,
 ) -> None:
     """Draw a run's learning curves (success, entropy, tool calls, branching, SIL share) as
     PNG files in RUN/plots/ (also for a run that is still going)."""
@@ -267,6 +330,8 @@ def experiment_compare(
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from branchgym.experiment import METHODS, compare, experiment, markdown
 
+    _check_out_dir(out, "--out")
+
     try:
         exp = experiment(preset)
     except ValueError as exc:
@@ -291,11 +356,12 @@ def experiment_compare(
 
 def _with_env(cfg, env_id: str):
     """The config on another environment: the preset's env options belong to its own env."""
-    from branchgym import envs
+    from branchgym.configio import ConfigError
 
-    if env_id not in envs.env_ids():
-        known = ", ".join(envs.env_ids())
-        raise typer.BadParameter(f"no environment {env_id!r}; known: {known}", param_hint="--env")
+    try:
+        _check_env_id(env_id)
+    except ConfigError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--env") from exc
     kwargs = cfg.env_kwargs if env_id == cfg.env_id else {}
     return replace(cfg, env_id=env_id, env_kwargs=kwargs)
 
@@ -303,7 +369,9 @@ def _with_env(cfg, env_id: str):
 @app.command()
 def report(
     runs: Annotated[list[Path], typer.Argument(help="run folders written by `branchgym train`")],
-    window: Annotated[int, typer.Option(help="RL steps per row of the learning curves")] = 20,
+    window: Annotated[
+        int, typer.Option(min=1, help="RL steps per row of the learning curves")
+    ] = 20,
 ) -> None:
     """Per-run held-out results, the mean gain of RL over SFT, and learning curves (markdown)."""
     from branchgym.report import load_run, markdown
@@ -385,7 +453,7 @@ app.add_typer(serve_app, name="serve")
 
 @serve_app.command("shop")
 def serve_shop(
-    port: Annotated[int, typer.Option(help="port on the host")] = 3000,
+    port: Annotated[int, typer.Option(min=0, max=65535, help="port on the host")] = 3000,
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
     catalogue_seed: Annotated[int, typer.Option(help="which generated catalogue")] = 0,
 ) -> None:

@@ -19,6 +19,7 @@ from branchgym.configio import ConfigError
 from branchgym.distributed import RayConfig
 from branchgym.rollouts.manager import RolloutConfig
 from branchgym.rollouts.replay import ReplayConfig
+from branchgym.tasks.suite import SPLIT_OFFSETS
 
 
 @dataclass(frozen=True)
@@ -119,6 +120,12 @@ _RULES: tuple[tuple[str, str], ...] = (
     ("learner.pack_length", _NON_NEGATIVE),
     ("learner.head_chunk", _POSITIVE),
     ("replay.batch_size", _POSITIVE),
+    ("model.hidden_size", _POSITIVE),
+    ("model.layers", _POSITIVE),
+    ("model.heads", _POSITIVE),
+    ("model.kv_heads", _POSITIVE),
+    ("model.intermediate_size", _POSITIVE),
+    ("model.max_positions", _POSITIVE),
     ("lora.rank", _NON_NEGATIVE),
     ("ray.max_staleness", _NON_NEGATIVE),
     ("eval.episodes", _POSITIVE),
@@ -138,14 +145,7 @@ _FLOATS: tuple[tuple[str, float, float], ...] = (  # (key path, low, high), incl
 
 def validate(cfg: TrainConfig) -> TrainConfig:
     """``cfg`` if a run can start with it; else ``ConfigError`` naming the key and the range."""
-    for path, rule in _RULES:
-        value = _get(cfg, path)
-        if value < (1 if rule == _POSITIVE else 0):
-            raise ConfigError(f"{path}: must be {rule}, got {value}")
-    for path, low, high in _FLOATS:
-        value = _get(cfg, path)
-        if not low <= value <= high:  # also catches NaN
-            raise ConfigError(f"{path}: must be in [{low}, {high}], got {value}")
+    validate_fields(cfg)
     if cfg.ray.enabled and (cfg.db is None or cfg.db.startswith("sqlite")):
         raise ConfigError(
             "ray: every worker writes to the store, so it must be a database server they all "
@@ -164,6 +164,44 @@ def validate(cfg: TrainConfig) -> TrainConfig:
             f"({cfg.rollout.arpo.budget}): the full samples are part of the budget"
         )
     return cfg
+
+
+def validate_fields(cfg: TrainConfig) -> TrainConfig:
+    """The checks each value (or table) passes on its own, whatever the other options are:
+    what a config file's values can be held to before the command line's flags apply."""
+    for path, rule in _RULES:
+        value = _get(cfg, path)
+        if value < (1 if rule == _POSITIVE else 0):
+            raise ConfigError(f"{path}: must be {rule}, got {value}")
+    for path, low, high in _FLOATS:
+        value = _get(cfg, path)
+        if not low <= value <= high:  # also catches NaN
+            raise ConfigError(f"{path}: must be in [{low}, {high}], got {value}")
+    if cfg.eval.split not in SPLIT_OFFSETS:
+        raise ConfigError(f"eval.split: {cfg.eval.split!r} is not one of {list(SPLIT_OFFSETS)}")
+    low, high = cfg.learner.clip_cov_bounds
+    if not low < high:  # Clip-Cov picks tokens with low < Cov < high: none would qualify
+        raise ConfigError(
+            f"learner.clip_cov_bounds: must be [low, high] with low < high, got "
+            f"{list(cfg.learner.clip_cov_bounds)}"
+        )
+    _validate_model(cfg.model)
+    return cfg
+
+
+def _validate_model(model: TinyModelConfig) -> None:
+    """The embedded model's shape: whole heads, whole query groups, and even head sizes
+    (rotary embeddings rotate pairs of dimensions)."""
+    if model.hidden_size % model.heads or (model.hidden_size // model.heads) % 2:
+        raise ConfigError(
+            f"model.heads: model.hidden_size ({model.hidden_size}) must split into "
+            f"model.heads ({model.heads}) heads of an even size"
+        )
+    if model.heads % model.kv_heads:
+        raise ConfigError(
+            f"model.kv_heads: model.heads ({model.heads}) must be a multiple of "
+            f"model.kv_heads ({model.kv_heads})"
+        )
 
 
 def _validate_backend(cfg: TrainConfig) -> None:

@@ -113,10 +113,22 @@ def _convert(current: Any, hint: Any, value: Any, path: str) -> Any:
             raise ConfigError(f"{path}: expected a table, got {_kind(value)}")
         return dict(value)
     if origin is tuple:
-        if not isinstance(value, list | tuple):
-            raise ConfigError(f"{path}: expected a list, got {_kind(value)}")
-        return tuple(value)
+        return _tuple(args, value, path)
     return _scalar(hint, value, path)
+
+
+def _tuple(args: tuple, value: Any, path: str) -> tuple:
+    """A list as the tuple ``tuple[X, ...]`` or ``tuple[X, Y]`` describes, each item checked."""
+    if not isinstance(value, list | tuple):
+        raise ConfigError(f"{path}: expected a list, got {_kind(value)}")
+    if len(args) == 2 and args[1] is Ellipsis:
+        args = (args[0],) * len(value)
+    elif args and len(value) != len(args):
+        raise ConfigError(f"{path}: expected a list of {len(args)} items, got {len(value)}")
+    if not args:  # a bare ``tuple``: nothing to check the items against
+        return tuple(value)
+    items = enumerate(zip(args, value, strict=True))
+    return tuple(_convert(None, a, v, f"{path}[{i}]") for i, (a, v) in items)
 
 
 def _scalar(hint: Any, value: Any, path: str) -> Any:

@@ -68,6 +68,8 @@ def _series(rows: Sequence[dict], key: str) -> tuple[list[int], list[float]]:
 
 def moving_average(values: Sequence[float], window: int) -> list[float]:
     """The mean of each value and the ``window - 1`` before it (fewer at the start)."""
+    if window < 1:
+        raise ValueError(f"window must be >= 1, got {window}")
     out = []
     for i in range(len(values)):
         part = values[max(0, i - window + 1) : i + 1]

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from branchgym.config import PRESETS, TrainConfig, preset, validate
+from branchgym.config import PRESETS, TrainConfig, preset, validate, validate_fields
 from branchgym.configio import ConfigError, apply_overrides, read_mapping, to_toml
 
 
@@ -47,6 +47,15 @@ def test_ints_become_floats_and_optional_fields_take_none():
         ({"rl": 5}, "rl: expected a table, got int"),
         ({"env_kwargs": [1]}, "env_kwargs: expected a table, got a list"),
         ({"db": 5}, "db: expected str, got int 5"),
+        (
+            {"learner": {"clip_cov_bounds": ["a", "b"]}},
+            "learner.clip_cov_bounds[0]: expected float, got str 'a'",
+        ),
+        (
+            {"learner": {"clip_cov_bounds": [1.0]}},
+            "learner.clip_cov_bounds: expected a list of 2 items, got 1",
+        ),
+        ({"lora": {"target_modules": ["q_proj", 3]}}, "lora.target_modules[1]: expected str"),
     ],
 )
 def test_every_mistake_names_its_key_and_what_is_allowed(data, message):
@@ -156,6 +165,32 @@ def test_fuzz_well_formed_files_with_arbitrary_values(tmp_path_factory, data):
 def test_values_a_run_cannot_start_with_are_named(data, message):
     with pytest.raises(ConfigError) as err:
         validate(apply_overrides(TrainConfig(), data))
+    assert message in str(err.value)
+
+
+def test_lists_become_tuples_of_the_declared_items():
+    cfg = apply_overrides(TrainConfig(), {"learner": {"clip_cov_bounds": [1, 2.5]}})
+    assert cfg.learner.clip_cov_bounds == (1.0, 2.5)
+    assert all(isinstance(b, float) for b in cfg.learner.clip_cov_bounds)
+    cfg = apply_overrides(TrainConfig(), {"lora": {"target_modules": ["q_proj"]}})
+    assert cfg.lora.target_modules == ("q_proj",)
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"eval": {"split": "foo"}}, "eval.split: 'foo' is not one of ['train', 'seen', 'unseen']"),
+        ({"learner": {"clip_cov_bounds": [5.0, 1.0]}}, "learner.clip_cov_bounds: must be [low, "),
+        # 128 / 3 is not whole; 128 / 64 = 2 is, but 64 heads do not group into 3 kv heads
+        ({"model": {"heads": 3}}, "model.heads: model.hidden_size (128) must split into"),
+        ({"model": {"heads": 64, "kv_heads": 3}}, "model.kv_heads: model.heads (64) must be"),
+        ({"model": {"hidden_size": 12, "heads": 4}}, "heads of an even size"),  # head size 3
+        ({"model": {"kv_heads": 0}}, "model.kv_heads: must be >= 1, got 0"),
+    ],
+)
+def test_values_checked_on_their_own_are_named(data, message):
+    with pytest.raises(ConfigError) as err:
+        validate_fields(apply_overrides(TrainConfig(), data))
     assert message in str(err.value)
 
 
