@@ -132,7 +132,8 @@ def guarded_episodes(
     env = None
     with EnvCalls(workers=1, timeout=timeout) as calls:
         for i, item in enumerate(items):
-            env = env or make_env()
+            if env is None:
+                env = make_env()
             (result,) = calls.run([lambda env=env, item=item, rng=rng: episode(env, item, rng)])
             if isinstance(result, ExpertDataError):
                 _close(env)
