@@ -174,3 +174,22 @@ def test_deleting_later_steps_removes_their_groups_and_buffer_rows(url):
         assert [store.load_group(g).step for g in store.groups(RUN)] == [0]
         assert len(buffer) == 2  # v0's two entries; v1's three went with their group
         assert buffer.baseline() == (0.5, 0.5)
+
+
+def test_failed_paths_stay_out_of_the_baseline(url):
+    # v1 again, plus a path whose environment crashed (return 0): the baseline must still be
+    # v1's mean 0.75 and std 0.4330, not (3 / 5, ...); a group of failures adds no baseline
+    crashed = group(1, *SPEC[1])
+    bad = Trajectory(9, (0, 9), 0.0, EndReason.ENV_ERROR, 0.0, False, 1, 0)
+    error = Segment(9, 0, SegmentKind.ENV, (), "environment error: RuntimeError('boom')")
+    crashed = Group(crashed.task, 1, 1, (*crashed.segments, error), (*crashed.trajectories, bad))
+    prompt = Segment(0, None, SegmentKind.ENV, (), "environment failed to reset: boom")
+    lone = Trajectory(0, (0,), 0.0, EndReason.ENV_ERROR)
+    all_failed = Group(TaskRef("e", 5), 2, 2, (prompt,), (lone,))
+    with TrajectoryStore(url) as store:
+        store.create_run(RUN, {})
+        buffer = ReplayBuffer(store, RUN, ReplayConfig())
+        assert buffer.admit([store.write_group(RUN, crashed)]) == 3
+        assert buffer.admit([store.write_group(RUN, all_failed)]) == 0
+        b, s = buffer.baseline()
+    assert b == pytest.approx(0.75) and s == pytest.approx(math.sqrt(0.1875))

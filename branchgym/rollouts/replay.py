@@ -30,7 +30,7 @@ from sqlalchemy import delete, func, insert, select
 
 from branchgym.rollouts.schema import BaselineRow, GroupRow, ReplayRow, TrajectoryRow
 from branchgym.rollouts.store import TrajectoryStore
-from branchgym.trajectory import Group, Trajectory
+from branchgym.trajectory import EndReason, Group, Trajectory
 
 
 @dataclass(frozen=True)
@@ -78,7 +78,7 @@ class ReplayBuffer:
             groups = {row.id: row for row in session.execute(query)}
             tc = trajs_t.c
             query = (
-                select(tc.group_id, tc.id, tc.ret, tc.advantage, tc.tool_calls)
+                select(tc.group_id, tc.id, tc.ret, tc.advantage, tc.tool_calls, tc.end_reason)
                 .where(tc.group_id.in_(group_ids))
                 .order_by(tc.id)
             )
@@ -90,7 +90,10 @@ class ReplayBuffer:
                 group = groups.get(gid)
                 if group is None or group.run_id != self.run_id:
                     raise KeyError(f"run {self.run_id!r} has no group {gid}")
-                rets = [t.ret for t in trajs.get(gid, [])]
+                # as in training, a path whose env or tool failed says nothing of the policy
+                rets = [t.ret for t in trajs.get(gid, []) if not EndReason(t.end_reason).failed]
+                if not rets:
+                    continue
                 baselines.append(
                     {
                         "run_id": self.run_id,
@@ -111,7 +114,8 @@ class ReplayBuffer:
                     for t in trajs.get(gid, [])
                     if t.advantage > 0 and (t.tool_calls > 0 or not self.cfg.require_tool_use)
                 ]
-            session.execute(insert(BaselineRow.__table__), baselines)
+            if baselines:
+                session.execute(insert(BaselineRow.__table__), baselines)
             if entries:
                 session.execute(insert(ReplayRow.__table__), entries)
             self._trim_baselines(session)
