@@ -215,7 +215,8 @@ def _ready(cfg):
 
     validate(cfg)
     _check_out_dir(Path(cfg.out_dir), "--out")
-    _check_env_kwargs(cfg.env_id, cfg.env_kwargs)
+    warm = cfg.sft.epochs > 0 and cfg.sft.demos > 0  # the warm start imitates the expert
+    _check_env(cfg.env_id, cfg.env_kwargs, needs_expert=warm)
     return cfg
 
 
@@ -227,24 +228,34 @@ def _check_out_dir(out: Path, hint: str) -> None:
         return
 
 
-def _check_env_kwargs(env_id: str, env_kwargs: dict) -> None:
-    """Make the environment once and close it, so that keyword arguments it does not take
-    (or data it cannot find) fail here, in one line, rather than in the middle of a run."""
+def _check_env(env_id: str, env_kwargs: dict, needs_expert: bool) -> None:
+    """Make the environment once, so that keyword arguments it does not take (or data it
+    cannot find) fail here, in one line, rather than in the middle of a run; with
+    ``needs_expert``, also reset it once and check that its info has the ``expert_plan`` the
+    warm start imitates (a reset that fails is left to the run, which skips such episodes)."""
     import warnings
 
     import gymnasium as gym
 
     from branchgym import envs
+    from branchgym.demos import ExpertDataError, check_expert
 
     try:
         with warnings.catch_warnings():  # the run's own make warns, if there is cause
             warnings.simplefilter("ignore")
-            envs.make(env_id, **env_kwargs).close()
+            env = envs.make(env_id, **env_kwargs)
     except (TypeError, ValueError, OSError, gym.error.Error) as exc:
         reason = str(exc).split(" was raised from the environment creator")[0]  # gym's tail
         raise typer.BadParameter(
             f"cannot make {env_id} with env_kwargs {env_kwargs}: {reason}"
         ) from exc
+    try:
+        if needs_expert:
+            check_expert(env, env_id)
+    except ExpertDataError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--env") from exc
+    finally:
+        env.close()
 
 
 def _check_env_id(env_id: str, where: str = "") -> None:

@@ -92,6 +92,7 @@ def _policy(cfg: CollectConfig, make_env) -> tuple[Policy, object]:
     model, tokenizer = build_policy_model(
         TrainConfig(
             env_id=cfg.env_id,
+            rollout=RolloutConfig(env_timeout=cfg.env_timeout),  # the warm start's texts
             seed=cfg.seed,
             model_path=cfg.model_path,
             chat_template=cfg.chat_template,

@@ -13,6 +13,7 @@ import contextlib
 import random
 import warnings
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any, TypeVar
 
 from branchgym.agents.learner import TokenSample
@@ -21,7 +22,14 @@ from branchgym.rollouts.envcalls import EnvCalls, EnvTimeout
 from branchgym.trajectory import TaskRef
 
 T = TypeVar("T")
-EPISODE_TIMEOUT = 60.0  # seconds for one whole episode of gathering
+EPISODE_TIMEOUT = 60.0  # seconds for one whole episode of gathering, at the least
+GIVE_UP = 5  # episodes that fail before any succeeds: the env is broken, not flaky
+
+
+def episode_timeout(env_timeout: float) -> float:
+    """The time one whole episode of gathering gets: ``EPISODE_TIMEOUT``, or the rollouts'
+    per-call ``env_timeout`` where that is longer (a slow environment)."""
+    return max(EPISODE_TIMEOUT, env_timeout)
 
 
 class ExpertDataError(RuntimeError):
@@ -29,7 +37,9 @@ class ExpertDataError(RuntimeError):
     info lacks what the expert needs."""
 
 
-def env_corpus(make_env: Callable, n_episodes: int, seed: int) -> list[str]:
+def env_corpus(
+    make_env: Callable, n_episodes: int, seed: int, timeout: float = EPISODE_TIMEOUT
+) -> list[str]:
     """Texts for the tokenizer: expert episodes plus random admissible commands.
 
     An environment without ``expert_plan`` / ``admissible_commands`` in its info (a third-party
@@ -60,12 +70,18 @@ def env_corpus(make_env: Callable, n_episodes: int, seed: int) -> list[str]:
                 env.unwrapped.restore(snap)
         return texts
 
-    episodes = guarded_episodes(make_env, range(n_episodes), episode, seed, "tokenizer texts")
+    what = "tokenizer texts"
+    episodes = guarded_episodes(make_env, range(n_episodes), episode, seed, what, timeout)
     return [text for texts in episodes for text in texts]
 
 
 def expert_demos(
-    make_env: Callable, tasks: Sequence[TaskRef], codec: TurnCodec, noise: float, seed: int
+    make_env: Callable,
+    tasks: Sequence[TaskRef],
+    codec: TurnCodec,
+    noise: float,
+    seed: int,
+    timeout: float = EPISODE_TIMEOUT,
 ) -> list[TokenSample]:
     """One token sequence per task: the expert's actions between observations, all trained.
 
@@ -83,12 +99,7 @@ def expert_demos(
 
     def episode(env: Any, task: TaskRef, rng: random.Random) -> TokenSample:
         obs, info = env.reset(seed=task.seed, options={"task": task})
-        if "expert_plan" not in info:
-            raise ExpertDataError(
-                f"{task.env_id} gives no info['expert_plan'], which the warm start imitates: "
-                "add it (the actions left to win, as strings), or skip the warm start with "
-                "demos = 0 under [sft] in a --config file"
-            )
+        _require_plan(info, task.env_id)
         ids = codec.observation_ids(obs, first=True)
         mask = [False] * len(ids)
         searched, visited = False, set()
@@ -107,7 +118,26 @@ def expert_demos(
             ids, mask = ids + nxt, mask + [False] * len(nxt)
         return TokenSample(tuple(ids), (0.0,) * len(ids), tuple(mask))
 
-    return guarded_episodes(make_env, tasks, episode, seed, "expert demonstrations")
+    return guarded_episodes(make_env, tasks, episode, seed, "expert demonstrations", timeout)
+
+
+def check_expert(env: Any, env_id: str) -> None:
+    """``ExpertDataError`` if ``env``'s info after a reset has no ``expert_plan``; a reset
+    that fails tells nothing and passes (the warm start skips such episodes)."""
+    try:
+        _, info = env.reset(seed=0)
+    except Exception:
+        return
+    _require_plan(info, env_id)
+
+
+def _require_plan(info: Any, env_id: str) -> None:
+    if not isinstance(info, dict) or "expert_plan" not in info:
+        raise ExpertDataError(
+            f"{env_id} gives no info['expert_plan'], which the warm start imitates: add it "
+            "(the actions left to win, as strings), or skip the warm start with demos = 0 "
+            "under [sft] in a --config file"
+        )
 
 
 def guarded_episodes(
@@ -120,38 +150,40 @@ def guarded_episodes(
 ) -> list[T]:
     """``episode(env, item, rng)`` for each item, in order, each under ``timeout`` seconds.
 
-    One environment and one generator (seeded ``seed``) serve the episodes in turn. An episode
-    that raises or hangs is skipped, its environment dropped (closed, unless a thread is still
-    inside it) and a fresh one made; after a hang the generator is replaced too, so the lost
-    thread keeps the old one to itself. ``ExpertDataError`` is raised at once, and when no
-    episode succeeds.
+    One environment and one generator (seeded ``seed``) serve the episodes in turn; the
+    environment is made inside the guarded call too, on the thread that will use it. An
+    episode that raises or hangs is skipped, its environment dropped (closed, unless a thread
+    is still inside it) and a fresh one made; after a hang the generator is replaced too, so
+    the lost thread keeps the old one to itself. ``ExpertDataError`` is raised at once, when
+    the first ``GIVE_UP`` episodes all fail, and when no episode succeeds.
     """
     rng = random.Random(seed)
     out: list[T] = []
     failures: list[str] = []
-    env = None
+    box: list[Any] = [None]  # the environment, shared with the call that may make it
     with EnvCalls(workers=1, timeout=timeout) as calls:
         for i, item in enumerate(items):
-            if env is None:
-                env = make_env()
-            (result,) = calls.run([lambda env=env, item=item, rng=rng: episode(env, item, rng)])
-            if isinstance(result, ExpertDataError):
-                _close(env)
-                raise result
+            (result,) = calls.run([partial(_played, make_env, box, episode, item, rng)])
             if not isinstance(result, BaseException):
                 out.append(result)
                 continue
-            failures.append(f"{result!r}")
-            if isinstance(result, EnvTimeout):
-                rng = random.Random(seed * 1_000_003 + i)
+            if isinstance(result, EnvTimeout):  # a thread is still inside the env: leave it
+                rng, box = random.Random(seed * 1_000_003 + i), [None]
             else:
-                _close(env)
-            env = None
-    if env is not None:
-        _close(env)
+                _close(box[0])
+                box[0] = None
+            if isinstance(result, ExpertDataError):
+                raise result
+            failures.append(f"{result!r}")
+            if not out and len(failures) >= GIVE_UP:
+                break
+    _close(box[0])
     if failures and not out:
+        slow = "EnvTimeout" in failures[0]
+        hint = " (if it is only slow, raise rollout.env_timeout)" if slow else ""
         raise ExpertDataError(
-            f"the environment failed in all {len(failures)} episodes of {what}: {failures[0]}"
+            f"the environment failed in all {len(failures)} episodes of {what} it was given: "
+            f"{failures[0]}{hint}"
         )
     if failures:
         warnings.warn(
@@ -162,9 +194,16 @@ def guarded_episodes(
     return out
 
 
+def _played(make_env: Callable, box: list[Any], episode: Callable, item: Any, rng) -> Any:
+    if box[0] is None:
+        box[0] = make_env()
+    return episode(box[0], item, rng)
+
+
 def _close(env: Any) -> None:
-    with contextlib.suppress(Exception):  # a broken env may fail to close too: dropped anyway
-        env.close()
+    if env is not None:
+        with contextlib.suppress(Exception):  # a broken env may fail to close too: dropped
+            env.close()
 
 
 def _demo_action(

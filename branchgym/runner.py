@@ -41,7 +41,7 @@ from branchgym.agents.protocol import TurnCodec, turn_format
 from branchgym.agents.weightsync import policy_version, sync_policy
 from branchgym.config import TrainConfig, config_json, steps_ahead, validate
 from branchgym.configio import apply_overrides
-from branchgym.demos import expert_demos
+from branchgym.demos import episode_timeout, expert_demos
 from branchgym.envs.wrappers import RestateInstruction
 from branchgym.rollouts.manager import RolloutManager
 from branchgym.rollouts.replay import ReplayBuffer
@@ -253,7 +253,10 @@ class _Run:
         if cfg.sft.epochs > 0:  # 0: the model is warm already (--model), evaluate it as it is
             start = cfg.seed * cfg.sft.demos
             demo_tasks = task_refs(cfg.env_id, "train", cfg.sft.demos, start=start)
-            demos = expert_demos(self.make_env, demo_tasks, self.codec, cfg.sft.noise, cfg.seed)
+            timeout = episode_timeout(cfg.rollout.env_timeout)
+            demos = expert_demos(
+                self.make_env, demo_tasks, self.codec, cfg.sft.noise, cfg.seed, timeout
+            )
             run_sft(self.learner, demos, cfg, bar)
             self._sync()
         self.sft = self._evaluate()

@@ -32,7 +32,7 @@ from branchgym.agents.policy import Policy
 from branchgym.agents.protocol import TurnCodec
 from branchgym.agents.tokenizer import train_tokenizer
 from branchgym.config import RLConfig, TrainConfig
-from branchgym.demos import env_corpus
+from branchgym.demos import env_corpus, episode_timeout
 from branchgym.rollouts.manager import RolloutManager
 from branchgym.rollouts.metrics import tree_stats
 from branchgym.rollouts.replay import ReplayBuffer
@@ -204,6 +204,7 @@ def build_policy_model(cfg: TrainConfig, make_env: Callable):
         return load_pretrained(cfg.model_path, chat_template=cfg.chat_template)
     if cfg.chat_template:
         raise ValueError("--chat-template needs --model: the embedded model has no chat template")
-    tokenizer = train_tokenizer(env_corpus(make_env, 400, cfg.seed), cfg.vocab_size)
+    timeout = episode_timeout(cfg.rollout.env_timeout)
+    tokenizer = train_tokenizer(env_corpus(make_env, 400, cfg.seed, timeout), cfg.vocab_size)
     stop_id = TurnCodec(tokenizer).stop_id
     return tiny_model(len(tokenizer), tokenizer.pad_token_id, stop_id, cfg.model), tokenizer

@@ -67,6 +67,18 @@ def test_env_kwargs_the_env_does_not_take_fail_before_the_run(tmp_path):
     assert not out.exists()
 
 
+def test_an_env_without_an_expert_plan_is_told_before_the_run(tmp_path, monkeypatch):
+    import branchgym.envs
+    import tests.fragile_env  # noqa: F401  registers test/Plain-v0: its info is empty
+
+    monkeypatch.setitem(branchgym.envs._plugin_ids, "test/Plain-v0", "tests")
+    result, out = train_with(tmp_path, "", "--preset", "smoke", "--env", "test/Plain-v0")
+    assert result.exit_code == 2, result.output
+    assert "test/Plain-v0 gives no info['expert_plan']" in flat(result.output)
+    assert "demos = 0 under [sft]" in flat(result.output)
+    assert not out.exists()
+
+
 @pytest.mark.parametrize("command", [["train", "--preset", "smoke"], ["experiment", "compare"]])
 def test_an_out_that_is_a_file_is_refused(tmp_path, command):
     afile = tmp_path / "afile"
@@ -109,7 +121,8 @@ def test_runs_on_an_empty_store_says_so(tmp_path):
     url = f"sqlite:///{tmp_path / 'empty.db'}"
     TrajectoryStore(url).close()
     result = runner.invoke(app, ["runs", "--db", url])
-    assert result.exit_code == 0 and result.output == f"no runs in {url}\n"
+    assert result.exit_code == 0 and result.stdout == ""
+    assert result.stderr == f"no runs in {url}\n"
 
 
 def test_inspect_of_a_step_the_run_lacks_says_so(tmp_path):

@@ -81,3 +81,33 @@ def test_a_hung_episode_is_abandoned_after_its_timeout():
         out = guarded_episodes(object, [0, 1, 2], episode, 0, "test", timeout=0.3)
     assert time.monotonic() - start < 5
     assert [item for item, _ in out] == [0, 2]
+
+
+def test_an_env_broken_from_the_start_is_given_up_after_a_few_episodes():
+    Flaky.resets = 0
+    made: list[Flaky] = []
+
+    def make():
+        made.append(Flaky(every=1))
+        return made[-1]
+
+    with pytest.raises(ExpertDataError, match=r"failed in all 5 episodes of tokenizer texts"):
+        env_corpus(make, 400, 0)
+    assert len(made) == 5 and all(env.closed for env in made)
+
+
+def test_the_env_is_made_on_the_thread_that_plays_it():
+    import threading
+
+    made_on, played_on = [], []
+
+    def make():
+        made_on.append(threading.get_ident())
+        return object()
+
+    def episode(env, item, rng):
+        played_on.append(threading.get_ident())
+        return item
+
+    assert guarded_episodes(make, [0, 1], episode, 0, "test") == [0, 1]
+    assert made_on == played_on[:1] and threading.get_ident() not in made_on
