@@ -11,6 +11,7 @@ group whose object is a zero-argument function that calls ``gymnasium.register``
 
 from __future__ import annotations
 
+import threading
 import warnings
 from importlib.metadata import entry_points
 from typing import Any
@@ -51,6 +52,7 @@ _NOTES = {
 _plugins_loaded = False
 _plugin_ids: dict[str, str] = {}  # env id -> the entry point that registered it
 _broken: dict[str, str] = {}  # entry point -> why it failed to load
+_plugins_lock = threading.RLock()  # env-call threads may make the first envs at once
 
 
 def register_builtin() -> None:
@@ -65,6 +67,11 @@ def load_plugins() -> list[str]:
     A plugin that fails (its module does not import, its ``register`` raises) is skipped with a
     warning, so one broken package cannot take every other environment down with it;
     ``broken_plugins()`` says why, and ``make`` names it when an id is not found."""
+    with _plugins_lock:  # re-entrant: a plugin's register() may itself call make()
+        return _load_plugins()
+
+
+def _load_plugins() -> list[str]:
     global _plugins_loaded
     names: list[str] = []
     if _plugins_loaded:
@@ -79,7 +86,7 @@ def load_plugins() -> list[str]:
             warnings.warn(
                 f"the branchgym.envs plugin {ep.name!r} ({ep.value}) failed to load and is "
                 f"skipped: {_broken[ep.name]}",
-                stacklevel=2,
+                stacklevel=3,
             )
             continue
         names.append(ep.name)
