@@ -36,8 +36,8 @@ def runs(
             listed = store.list_runs()
     except Exception as exc:
         _fail(exc)
-    if not listed:
-        typer.echo(f"no runs in {db}")
+    if not listed:  # on stderr, password masked: `runs | cut -f1` must not take it for a run
+        typer.echo(f"no runs in {store.url}", err=True)
     for r in listed:
         mean = "-" if r.mean_return is None else f"{r.mean_return:.3f}"
         typer.echo(

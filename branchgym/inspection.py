@@ -200,28 +200,27 @@ def rescore(store: TrajectoryStore, run_id: str, reward: str, std_normalize: boo
     GRPO advantages, to a new run ``RUN@NAME``. Returns ``(new run id, trajectories, changed)``.
 
     The new run's config keeps ``reward`` among its ``env_kwargs``, so ``replay`` of a
-    re-scored trajectory uses the same reward. An existing ``RUN@NAME`` is never written twice.
+    re-scored trajectory uses the same reward. An existing ``RUN@NAME`` is never written twice,
+    and nothing is written until every trajectory is replayed: a failure leaves no new run.
     """
     config = store.run_config(run_id)
     new_run = f"{run_id}@{reward}"
     if new_run in {r.id for r in store.list_runs()}:
         raise ValueError(f"run {new_run!r} exists already: {run_id} was re-scored with {reward}")
-    gids = store.groups(run_id)
-    if gids:  # a bad reward option fails before the new run is registered
-        _scoring_env(config, store.load_group(gids[0]).task.env_id, reward).close()
-    kwargs = {**config.get("env_kwargs", {}), "reward": reward}
-    store.create_run(new_run, {**config, "env_kwargs": kwargs, "rescored_from": run_id})
-    n = changed = 0
-    for gid in gids:
+    rescored, n, changed = [], 0, 0
+    for gid in store.groups(run_id):  # all replayed first: a failure leaves no partial run
         group = store.load_group(gid)
         env = _scoring_env(config, group.task.env_id, reward)
         try:
             rets = [_replay_path(env, group, t, 0).ret for t in group.trajectories]
         finally:
             env.close()
-        store.write_group(new_run, _with_returns(group, rets, std_normalize))
+        rescored.append(_with_returns(group, rets, std_normalize))
         n += len(rets)
         changed += sum(abs(r - t.ret) > 1e-9 for r, t in zip(rets, group.trajectories, strict=True))
+    kwargs = {**config.get("env_kwargs", {}), "reward": reward}
+    store.create_run(new_run, {**config, "env_kwargs": kwargs, "rescored_from": run_id})
+    store.write_groups(new_run, rescored)
     return new_run, n, changed
 
 
