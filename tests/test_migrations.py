@@ -19,8 +19,8 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event, inspect, text
 
+from branchgym.rollouts import engine as engine_module
 from branchgym.rollouts import migrations
-from branchgym.rollouts import store as store_module
 from branchgym.rollouts.schema import Base
 from branchgym.rollouts.store import SCHEMA_HEAD, StoreError, TrajectoryStore, schema_revision
 from tests.test_store import make_group
@@ -112,7 +112,7 @@ def test_revision_0001_has_the_layout_the_legacy_check_expects(tmp_path):
 def test_legacy_database_is_stamped_and_keeps_its_rows(tmp_path, monkeypatch):
     # branchgym before migrations: create_all on open, no version table
     with monkeypatch.context() as old:
-        old.setattr(store_module, "_migrate", lambda engine, url: Base.metadata.create_all(engine))
+        old.setattr(engine_module, "_migrate", lambda engine, url: Base.metadata.create_all(engine))
         with TrajectoryStore(url_in(tmp_path)) as store:
             store.create_run("r", {"lr": 1e-6})
             gid = store.write_group("r", make_group(step=3))

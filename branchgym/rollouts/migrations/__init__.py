@@ -18,7 +18,7 @@ a checkout run ``alembic.command.revision(config(conn), "what changed", autogene
 rev_id="0002")`` on a connection to a database at head. It writes a draft into ``versions/``
 (from ``script.py.mako``, which only this step needs) to review and complete by hand. On
 SQLite, Alembic's batch operations rebuild a table; the store switches foreign keys off
-around them so the rebuild deletes nothing (see ``store._migrate``).
+around them so the rebuild deletes nothing (see ``engine._migrate``).
 """
 
 from __future__ import annotations
