@@ -36,13 +36,20 @@ class Flaky:
         self.closed = True
 
 
-def test_corpus_skips_the_episodes_whose_env_failed_and_says_so():
+def flaky_factory(every: int):
+    """A factory of ``Flaky`` envs (the reset count starts again), and the list it fills."""
     Flaky.resets = 0
     made: list[Flaky] = []
 
-    def make():
-        made.append(Flaky(every=3))
+    def make() -> Flaky:
+        made.append(Flaky(every))
         return made[-1]
+
+    return make, made
+
+
+def test_corpus_skips_the_episodes_whose_env_failed_and_says_so():
+    make, made = flaky_factory(every=3)
 
     with pytest.warns(UserWarning, match=r"skipped 3 of 10 episodes of tokenizer texts"):
         texts = env_corpus(make, 10, 0)
@@ -84,12 +91,7 @@ def test_a_hung_episode_is_abandoned_after_its_timeout():
 
 
 def test_an_env_broken_from_the_start_is_given_up_after_a_few_episodes():
-    Flaky.resets = 0
-    made: list[Flaky] = []
-
-    def make():
-        made.append(Flaky(every=1))
-        return made[-1]
+    make, made = flaky_factory(every=1)
 
     with pytest.raises(ExpertDataError, match=r"failed in all 5 episodes of tokenizer texts"):
         env_corpus(make, 400, 0)
