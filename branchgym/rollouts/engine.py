@@ -7,7 +7,10 @@ schema migration under a lock, and URLs safe to print.
 
 from __future__ import annotations
 
+import random
 import re
+import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -51,11 +54,28 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     """Per-connection SQLite setup: WAL lets readers run beside the writer; enforce FKs."""
     cursor = dbapi_conn.cursor()
     try:
-        cursor.execute("PRAGMA journal_mode=WAL")
+        _wal(cursor)
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")
     finally:
         cursor.close()
+
+
+def _wal(cursor: Any, wait_s: float = 60.0) -> None:
+    """Switch the database to WAL (a setting the file keeps, so only its first opening
+    writes it). The switch needs the file to itself, and SQLite answers "database is
+    locked" at once, without its busy timeout, while another process opening the same fresh
+    file holds it: so that answer is retried, for up to ``wait_s`` seconds."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            if cursor.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01 + 0.04 * random.random())
 
 
 _SCHEMA_LOCK = 0x6272_6E63  # PostgreSQL advisory lock key ("brnc") held while migrating
