@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import random
 import signal
 import sqlite3
@@ -148,8 +149,9 @@ def test_resume_after_a_sigkill_continues_as_if_never_interrupted(reference, tmp
 @pytest.mark.chaos
 @pytest.mark.slow
 def test_sigkill_at_ten_random_moments(reference, tmp_path):
-    """Kills 1-3 land anywhere in the first 20 s (start-up, tokenizer, SFT, the first RL
-    steps); kills 4-10 land a random fraction of a second after a random later step began
+    """Kills 1-3 land anywhere in the first 20 s, but before the process's first RL row
+    (start-up, tokenizer, SFT, the first RL step: a fast machine runs the whole config in
+    20 s); kills 4-10 land a random fraction of a second after a random later step began
     writing, so they hit rollouts, store writes, updates and checkpoint saves."""
     rng = random.Random(20261124)
     out = fresh_run(tmp_path)
@@ -161,9 +163,7 @@ def test_sigkill_at_ten_random_moments(reference, tmp_path):
             args[1] = only_run(out).name
         proc = start(out, *args)
         if i < 3:
-            deadline = time.time() + rng.uniform(1.0, 20.0)
-            while time.time() < deadline and proc.poll() is None:
-                time.sleep(0.05)
+            wait_for_rows(out, proc, 1, timeout=rng.uniform(1.0, 20.0), strict=False)
         else:
             wait_for_rows(out, proc, targets[i - 3])
             time.sleep(rng.uniform(0.0, 0.8))
@@ -180,9 +180,12 @@ def test_sigkill_at_ten_random_moments(reference, tmp_path):
     assert_same(outcome(run_dir), outcome(reference))
 
 
-def wait_for_rows(out: Path, proc: subprocess.Popen, n: int, timeout: float = 300) -> None:
+def wait_for_rows(
+    out: Path, proc: subprocess.Popen, n: int, timeout: float = 300, strict: bool = True
+) -> None:
     """Until this process has written ``n`` metric rows (a resumed process first cuts the
-    file back to its checkpoint, so rows left by the process before it do not count)."""
+    file back to its checkpoint, so rows left by the process before it do not count), or has
+    exited; past ``timeout`` it raises, unless not ``strict``."""
     started, deadline = time.time(), time.time() + timeout
     while time.time() < deadline:
         runs = [p for p in out.iterdir() if p.is_dir()] if out.exists() else []
@@ -193,14 +196,16 @@ def wait_for_rows(out: Path, proc: subprocess.Popen, n: int, timeout: float = 30
         if proc.poll() is not None:
             return
         time.sleep(0.02)
-    raise AssertionError(f"no {n} metric rows within {timeout} s")
+    if strict:
+        raise AssertionError(f"no {n} metric rows within {timeout} s")
 
 
 @pytest.mark.slow
 def test_resume_errors_are_one_clear_line(reference, tmp_path):
     def run(*args):
         cmd = [sys.executable, "-m", "branchgym.cli", "train", *args]
-        return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        wide = os.environ | {"COLUMNS": "400"}  # the error box must not wrap the long tmp paths
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=wide)
 
     done = run("--resume", str(reference))
     assert done.returncode == 2 and "finished (it has summary.json)" in done.stderr
