@@ -14,7 +14,15 @@ from branchgym.train import EvalResult
 
 
 def eval_line(results: dict[str, EvalResult]) -> str:
-    return ", ".join(f"{k} {r.success:.3f} ± {r.stderr:.3f}" for k, r in results.items())
+    return ", ".join(
+        f"{k} {r.success:.3f} ± {r.stderr:.3f}{_failed(r)}" for k, r in results.items()
+    )
+
+
+def _failed(r: EvalResult) -> str:
+    if not r.failed:
+        return ""
+    return f" ({r.failed} episodes left out: the environment or tool failed)"
 
 
 def run_summary(cfg: TrainConfig, sft: dict, rl: dict, t_start: float) -> dict:
@@ -56,7 +64,7 @@ def print_results(console: Console, sft: dict, rl: dict, cfg: TrainConfig, run_d
             table.add_row(
                 name,
                 decoding,
-                f"{r.success:.3f} ± {r.stderr:.3f}",
+                f"{r.success:.3f} ± {r.stderr:.3f}{_failed(r)}",
                 f"{r.mean_turns:.2f}",
                 f"{r.mean_entropy:.3f}",
             )

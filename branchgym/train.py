@@ -50,6 +50,7 @@ class EvalResult:
     mean_turns: float
     mean_entropy: float
     tool_calls_per_success: float | None = None  # mean tool calls of the won episodes
+    failed: int = 0  # episodes the environment or tool failed: not in ``episodes`` nor success
 
 
 def with_advantages(
@@ -81,22 +82,28 @@ def scored_groups(groups: Sequence[Group], rl: RLConfig, step: int) -> list[Grou
 
 
 def evaluate(manager: RolloutManager, tasks: Sequence[TaskRef], batch: int) -> EvalResult:
-    """Success rate (with binomial standard error), turns and entropy over ``tasks``."""
+    """Success rate (with binomial standard error), turns and entropy over ``tasks``.
+
+    Episodes that ended in an environment or tool failure (``env_error``, ``tool_error``)
+    measure the environment, not the policy: they are counted in ``failed`` and left out of
+    everything else, as training leaves them out of the advantages."""
     groups: list[Group] = []
     for start in range(0, len(tasks), batch):
         groups += manager.rollout(tasks[start : start + batch], step=-1)
-    trajs = [(g, t) for g in groups for t in g.trajectories]
-    wins = [float(t.won) for _, t in trajs]
-    p = sum(wins) / len(wins)
+    every = [(g, t) for g in groups for t in g.trajectories]
+    trajs = [(g, t) for g, t in every if not t.end_reason.failed]
+    n = max(len(trajs), 1)
+    p = sum(float(t.won) for _, t in trajs) / n
     ents = [e for g, t in trajs for s in g.path(t) for e in s.entropies]
     won_calls = [t.tool_calls for _, t in trajs if t.won]
     return EvalResult(
         success=p,
-        stderr=math.sqrt(p * (1 - p) / len(wins)),
-        episodes=len(wins),
-        mean_turns=sum(t.n_turns for _, t in trajs) / len(trajs),
+        stderr=math.sqrt(p * (1 - p) / n),
+        episodes=len(trajs),
+        mean_turns=sum(t.n_turns for _, t in trajs) / n,
         mean_entropy=sum(ents) / max(len(ents), 1),
         tool_calls_per_success=sum(won_calls) / len(won_calls) if won_calls else None,
+        failed=len(every) - len(trajs),
     )
 
 

@@ -18,8 +18,10 @@ from branchgym.envs.errors import ToolError
 from branchgym.rollouts.branching import ARPOConfig
 from branchgym.rollouts.manager import RolloutConfig, RolloutManager
 from branchgym.rollouts.store import TrajectoryStore
+from branchgym.runsummary import eval_line
 from branchgym.tasks.suite import task_refs
-from branchgym.trajectory import EndReason
+from branchgym.train import evaluate
+from branchgym.trajectory import EndReason, TaskRef
 from tests.test_branching import LogEnv, run
 
 pytestmark = pytest.mark.chaos
@@ -162,3 +164,33 @@ class SandboxDown(LogEnv):
 def test_a_tool_that_fails_at_reset_ends_with_tool_error(codec):
     _, _, _, (group,) = run(codec, {}, algo="grpo", env=SandboxDown, samples_per_task=2)
     assert [t.end_reason for t in group.trajectories] == [EndReason.TOOL_ERROR] * 2
+
+
+class CrashOnOddSeeds(LogEnv):
+    """Odd seeds crash at reset; even seeds are won by ``a0`` and lost by anything else."""
+
+    def reset(self, *, seed=None, options=None):
+        if seed % 2:
+            raise RuntimeError("no world for odd seeds")
+        return super().reset(seed=seed, options=options)
+
+    def step(self, action):
+        obs, *_ = super().step(action)
+        return obs, float(action == "a0"), True, False, {"won": action == "a0"}
+
+
+def test_evaluation_leaves_out_episodes_the_environment_failed(codec):
+    tasks = [TaskRef("test/Log-v0", seed=s) for s in range(8)]  # 4 crash, 4 are played
+    cfg = RolloutConfig(algo="grpo", samples_per_task=1, max_turns=2)
+    say = iter(["a0", "a1", "a0", "a0"])  # the four played episodes: three won
+
+    def script(req):
+        action = next(say)
+        ids = tuple(codec.action_ids(action))
+        return Generation(ids, action, (0.0,) * len(ids), (0.5,) * len(ids), "stop")
+
+    manager = RolloutManager(CrashOnOddSeeds, ScriptedPolicy(script), codec, cfg)
+    result = evaluate(manager, tasks, batch=8)
+    assert (result.episodes, result.failed) == (4, 4)
+    assert result.success == 0.75  # 3 of the 4 played, not 3 of 8
+    assert "4 episodes left out" in eval_line({"sampled": result})
