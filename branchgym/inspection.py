@@ -73,12 +73,17 @@ def show(group: Group, traj: Trajectory, title: str, tokenizer: Any = None) -> R
 
 
 def export_records(store: TrajectoryStore, run_id: str) -> Iterator[dict]:
-    """One SFT-ready record per trajectory: chat messages, tokens, loss mask and outcome."""
+    """One SFT-ready record per trajectory: chat messages, tokens, loss mask and outcome.
+
+    A path that ended in a failed environment or tool call (``env_error``, ``tool_error``)
+    keeps the failure's text in ``error``, not as a last user message: the environment never
+    said it."""
     store.run_config(run_id)  # an unknown run raises KeyError here
     for gid in store.groups(run_id):
         group = store.load_group(gid)
         for tid, traj in zip(store.trajectory_ids(gid), group.trajectories, strict=True):
             path = list(group.path(traj))
+            error = path.pop().text if _ends_in_error(traj, path) else ""
             yield {
                 "run": run_id,
                 "group": gid,
@@ -90,6 +95,7 @@ def export_records(store: TrajectoryStore, run_id: str) -> Iterator[dict]:
                 "return": traj.ret,
                 "advantage": traj.advantage,
                 "end_reason": traj.end_reason.value,
+                "error": error,
                 "won": traj.won,
                 "messages": [
                     {
@@ -101,6 +107,17 @@ def export_records(store: TrajectoryStore, run_id: str) -> Iterator[dict]:
                 "token_ids": [t for s in path for t in s.token_ids],
                 "loss_mask": [s.kind is SegmentKind.MODEL for s in path for _ in s.token_ids],
             }
+
+
+def _ends_in_error(traj: Trajectory, path: list[Segment]) -> bool:
+    """Whether ``path`` ends in the token-less node a failed call leaves (its error text)."""
+    last = path[-1] if path else None
+    return (
+        traj.end_reason.failed
+        and last is not None
+        and last.kind is SegmentKind.ENV
+        and not last.token_ids
+    )
 
 
 def write_export(records: Iterator[dict], out: Path, fmt: str) -> int:

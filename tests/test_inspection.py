@@ -15,6 +15,7 @@ import branchgym.envs
 from branchgym.agents.policy import Generation, ScriptedPolicy
 from branchgym.cli import app
 from branchgym.envs.wrappers import RestateInstruction
+from branchgym.inspection import export_records
 from branchgym.rollouts.manager import RolloutConfig, RolloutManager
 from branchgym.rollouts.schema import SegmentRow
 from branchgym.rollouts.store import TrajectoryStore
@@ -166,6 +167,24 @@ def test_replay_stops_at_a_stored_error_without_calling_it_a_difference(tmp_path
     assert result.exit_code == 0, result.output
     assert "1 steps replayed, matches" in result.output
     assert "ended with an error" in result.output or "failed" in result.output
+
+
+@pytest.mark.parametrize("after_result", [False, True])
+def test_export_keeps_a_failed_calls_text_out_of_the_messages(tmp_path, after_result):
+    with TrajectoryStore(f"sqlite:///{tmp_path / 'e.db'}") as store:
+        store.create_run("e", {})
+        store.write_group("e", _error_group(after_result))
+        (row,) = export_records(store, "e")
+    assert row["end_reason"] == "env_error"
+    assert row["error"] == (
+        "branch restore failed: boom" if after_result else "environment error: ..."
+    )
+    last = "user" if after_result else "assistant"  # the result, or the turn whose call failed
+    assert row["messages"][-1]["role"] == last
+    assert all(
+        "error" not in m["content"] and "failed" not in m["content"] for m in row["messages"]
+    )
+    assert len(row["token_ids"]) == len(row["loss_mask"])
 
 
 def test_cli_bad_input_is_one_readable_line(stored, tmp_path):
