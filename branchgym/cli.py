@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
@@ -144,7 +145,7 @@ def train(
         cfg = replace(cfg, backend=replace(cfg.backend, **generator))
         if cfg.chat_template and not cfg.model_path:
             raise typer.BadParameter("needs --model: the embedded model has no chat template")
-        run_train(_ready(cfg), console)
+        run_train(_ready(cfg, out_hint=_out_source(out, config, cfg)), console)
     except TemplateError as exc:
         raise typer.BadParameter(str(exc), param_hint="--chat-template") from exc
     except ServerError as exc:  # the openai backend's server: down, or cannot take weights
@@ -208,16 +209,26 @@ def _read_config(config: Path | None) -> tuple[dict, str | None]:
     return data, named
 
 
-def _ready(cfg):
+def _ready(cfg, out_hint: str = "--out"):
     """``cfg`` once a run can start with it: valid, with a folder for its runs and an
-    environment its ``env_kwargs`` make; the checks run before anything is written."""
+    environment its ``env_kwargs`` make; the checks run before anything is written.
+    ``out_hint`` names where ``cfg.out_dir`` came from, for its error."""
     from branchgym.config import validate
 
     validate(cfg)
-    _check_out_dir(Path(cfg.out_dir), "--out")
+    _check_out_dir(Path(cfg.out_dir), out_hint)
     warm = cfg.sft.epochs > 0 and cfg.sft.demos > 0  # the warm start imitates the expert
     _check_env(cfg.env_id, cfg.env_kwargs, needs_expert=warm)
     return cfg
+
+
+def _out_source(out: str | None, config: Path | None, cfg) -> str:
+    """Where ``cfg.out_dir`` came from: ``--out``, the config file, or the default."""
+    from branchgym.config import TrainConfig
+
+    if out is None and config is not None and cfg.out_dir != TrainConfig().out_dir:
+        return f"--config ({config}: out_dir)"
+    return "--out"
 
 
 def _check_out_dir(out: Path, hint: str) -> None:
@@ -429,7 +440,9 @@ def envs() -> None:
     """List every registered environment id (built-in and plugins), with one line on each."""
     from branchgym.envs import broken_plugins, registered
 
-    listed = registered()
+    with warnings.catch_warnings():  # a broken plugin is listed below: its warning would repeat it
+        warnings.filterwarnings("ignore", message="the branchgym.envs plugin")
+        listed = registered()
     width = max(map(len, listed))
     for env_id, line in listed.items():
         typer.echo(f"{env_id:<{width}}  {line}")

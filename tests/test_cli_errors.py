@@ -90,6 +90,17 @@ def test_an_out_that_is_a_file_is_refused(tmp_path, command):
     assert afile.read_text() == "mine"
 
 
+def test_an_out_dir_from_the_config_file_is_blamed_on_the_file(tmp_path):
+    afile = tmp_path / "afile"
+    afile.write_text("mine")
+    (tmp_path / "c.toml").write_text(f'preset = "smoke"\nout_dir = "{afile}"\n')
+    result = runner.invoke(app, ["train", "--config", str(tmp_path / "c.toml")])
+    assert result.exit_code == 2, result.output
+    assert "--config" in flat(result.output) and "out_dir" in flat(result.output)
+    assert "--out " not in flat(result.output)
+    assert f"{afile} is a file, not a folder" in flat(result.output)
+
+
 @pytest.mark.parametrize("flag", ["--ray", "--no-ray", "--chat-template"])
 def test_resume_refuses_every_override(tmp_path, flag):
     result = runner.invoke(app, ["train", "--resume", "r", "--out", str(tmp_path), flag])

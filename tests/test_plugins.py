@@ -80,8 +80,11 @@ def test_branchgym_envs_lists_builtins_and_the_plugin(installed_plugin):
 
 @pytest.fixture
 def broken_plugin(tmp_path, monkeypatch, installed_plugin):
-    (tmp_path / "thirdparty_broken.py").write_text(
-        "def register():\n    raise ImportError(\"optional engine 'foo' is not installed\")\n"
+    (tmp_path / "thirdparty_broken.py").write_text(  # registers one id, then fails
+        "import gymnasium as gym\n"
+        "def register():\n"
+        "    gym.register('thirdparty/Half-v0', entry_point='thirdparty_echo:Echo')\n"
+        "    raise ImportError(\"optional engine 'foo' is not installed\")\n"
     )
     dist = tmp_path / "thirdparty_broken-0.1.dist-info"
     dist.mkdir()
@@ -91,6 +94,7 @@ def broken_plugin(tmp_path, monkeypatch, installed_plugin):
     )
     monkeypatch.setattr(branchgym.envs, "_broken", {})
     yield
+    gym.registry.pop("thirdparty/Half-v0", None)
     sys.modules.pop("thirdparty_broken", None)
 
 
@@ -105,6 +109,12 @@ def test_a_broken_plugin_is_skipped_and_named_not_fatal(broken_plugin):
     assert branchgym.envs.make("branchgym/SearchQA-v0").reset(seed=0)[0].startswith("Question")
     with pytest.raises(gym.error.NameNotFound, match="plugin 'broken' failed to load: Import"):
         branchgym.envs.make("foo/Engine-v0")
+    with pytest.raises(gym.error.NameNotFound):  # a skipped plugin leaves no half of itself
+        branchgym.envs.make("thirdparty/Half-v0")
+    branchgym.envs._plugins_loaded = False  # `branchgym envs` in a fresh process
+    branchgym.envs._broken.clear()
     result = CliRunner().invoke(app, ["envs"])
     assert result.exit_code == 0, result.output
+    assert "thirdparty/Half-v0" not in result.output
+    assert result.output.count("optional engine 'foo'") == 1, result.output  # said once
     assert "plugin 'broken' failed to load: ImportError: optional engine 'foo'" in result.output

@@ -65,8 +65,9 @@ def load_plugins() -> list[str]:
     """Call every ``branchgym.envs`` entry point once. Returns the names that were loaded.
 
     A plugin that fails (its module does not import, its ``register`` raises) is skipped with a
-    warning, so one broken package cannot take every other environment down with it;
-    ``broken_plugins()`` says why, and ``make`` names it when an id is not found."""
+    warning, with any ids it registered before failing, so one broken package cannot take
+    every other environment down with it; ``broken_plugins()`` says why, and ``make`` names
+    it when an id is not found."""
     with _plugins_lock:  # re-entrant: a plugin's register() may itself call make()
         return _load_plugins()
 
@@ -82,6 +83,8 @@ def _load_plugins() -> list[str]:
         try:
             ep.load()()
         except Exception as exc:
+            for half in set(gym.registry) - before:  # skipped whole: no ids it had registered
+                del gym.registry[half]
             _broken[ep.name] = f"{type(exc).__name__}: {exc}"
             warnings.warn(
                 f"the branchgym.envs plugin {ep.name!r} ({ep.value}) failed to load and is "
