@@ -345,12 +345,20 @@ def experiment_compare(
     ] = None,
     seed: Annotated[list[int] | None, typer.Option(help="only these seeds")] = None,
     method: Annotated[list[str] | None, typer.Option(help="only these methods")] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            help="a TOML, YAML or JSON file of overrides for every run, e.g. "
+            "[rl] sil_warmup = 10 (give it its own --out: finished runs are kept)"
+        ),
+    ] = None,
 ) -> None:
     """GRPO, ARPO, AEPO, AEPO+SPEAR and GRPO+SPEAR from one shared cold start per environment
     and seed, at an equal budget of generated tokens; writes OUT/results.json and OUT/plots/.
     Stopped and started again, it keeps finished runs and resumes the unfinished one."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from branchgym.experiment import METHODS, compare, experiment, markdown
+    from branchgym.configio import ConfigError, read_mapping
+    from branchgym.experiment import METHODS, compare, experiment, markdown, with_overrides
 
     _check_out_dir(out, "--out")
 
@@ -358,6 +366,15 @@ def experiment_compare(
         exp = experiment(preset)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--preset") from exc
+    if config is not None:
+        try:
+            data = read_mapping(config)  # its errors name the file
+        except ConfigError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--config") from exc
+        try:
+            exp = with_overrides(exp, data)
+        except ConfigError as exc:
+            raise typer.BadParameter(f"{config}: {exc}", param_hint="--config") from exc
     for name, chosen, allowed in (
         ("--env", env, exp.envs),
         ("--seed", seed, exp.seeds),

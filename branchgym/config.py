@@ -106,6 +106,8 @@ _RULES: tuple[tuple[str, str], ...] = (
     ("rl.tasks_per_step", _POSITIVE),
     ("rl.checkpoint_every", _POSITIVE),
     ("rl.token_budget", _NON_NEGATIVE),
+    ("rl.sil_warmup", _NON_NEGATIVE),
+    ("rl.tool_bonus_horizon", _NON_NEGATIVE),
     ("rollout.samples_per_task", _POSITIVE),
     ("rollout.max_turns", _POSITIVE),
     ("rollout.max_action_tokens", _POSITIVE),

@@ -19,15 +19,15 @@ from __future__ import annotations
 import json
 import math
 import statistics
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 
-from branchgym.config import TrainConfig, preset, preset_for_env
-from branchgym.configio import apply_overrides
+from branchgym.config import TrainConfig, preset, preset_for_env, validate
+from branchgym.configio import ConfigError, apply_overrides
 from branchgym.runlog import read_rows
 
 AEPO_LEARNER = {"upper_clip": "entropy_balanced", "entropy_advantage": 0.2}
@@ -75,6 +75,29 @@ def experiment(name: str) -> ExperimentConfig:
     if name not in EXPERIMENTS:
         raise ValueError(f"unknown experiment preset {name!r}; choose one of {sorted(EXPERIMENTS)}")
     return EXPERIMENTS[name]()
+
+
+def with_overrides(exp: ExperimentConfig, extra: Mapping[str, Any]) -> ExperimentConfig:
+    """``exp`` with ``extra`` (a config file's tables) laid over its overrides for every run,
+    e.g. ``{"rl": {"sil_warmup": 10}}`` for an ablation. Checked here, before any run starts:
+    an unknown key or a bad value raises ``ConfigError``, and so does choosing the preset or
+    environment, which the experiment picks per run."""
+    picked = sorted(set(extra) & {"preset", "env_id", "env_kwargs"})
+    if picked:
+        raise ConfigError(f"{picked[0]}: set per run by the experiment; use --env to choose")
+    exp = replace(exp, overrides=_deep_merge(exp.overrides, extra))
+    for env_id in exp.envs:  # every run's config, as its run would check it
+        for method in exp.methods:
+            validate(_method_config(exp, env_id, exp.seeds[0], method, Path("policy")))
+    return exp
+
+
+def _deep_merge(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in extra.items():
+        both = isinstance(value, Mapping) and isinstance(merged.get(key), Mapping)
+        merged[key] = _deep_merge(merged[key], value) if both else value
+    return merged
 
 
 def slug(env_id: str) -> str:
@@ -215,6 +238,7 @@ def plot(results: dict, folder: Path) -> list[Path]:
             yerr=[rows[m]["success_stderr"] or 0.0 for m in names],
         )
         ax.set(title=f"Held-out success ({env_id})", ylabel="sampled success")
+        ax.tick_params(axis="x", labelsize="small", labelrotation=20)  # long names overlapped
         written.append(_save(fig, folder / f"{slug(env_id)}-success.png", plt))
     return written
 

@@ -202,3 +202,13 @@ def test_an_import_module_that_raises_is_one_line(tmp_path, monkeypatch, source,
     text = flat(result.output)
     assert text.startswith(f"error: cannot import '{name}' (--import): {message}")
     assert not (tmp_path / "r.db").exists()
+
+
+def test_compare_checks_its_config_file_before_any_run(tmp_path):
+    (tmp_path / "c.toml").write_text("[rl]\nsil_warmup = -1\n")
+    out = tmp_path / "out"
+    args = ["experiment", "compare", "--config", str(tmp_path / "c.toml"), "--out", str(out)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert "c.toml: rl.sil_warmup" in flat(result.output)
+    assert not out.exists()

@@ -7,7 +7,16 @@ import json
 
 import pytest
 
-from branchgym.experiment import METHODS, compare, experiment, markdown, slug
+from branchgym.configio import ConfigError
+from branchgym.experiment import (
+    METHODS,
+    _method_config,
+    compare,
+    experiment,
+    markdown,
+    slug,
+    with_overrides,
+)
 from branchgym.runlog import read_rows
 
 pytestmark = pytest.mark.slow
@@ -39,3 +48,16 @@ def test_compare_runs_every_method_from_one_warm_start_at_equal_budget(tmp_path)
     before = sorted(p for p in tmp_path.rglob("summary.json"))
     assert compare(exp, tmp_path) == results  # finished runs are kept, nothing trains again
     assert sorted(p for p in tmp_path.rglob("summary.json")) == before
+
+
+def test_a_config_file_reaches_every_run_and_keeps_the_presets_overrides(tmp_path):
+    exp = with_overrides(experiment("cpu"), {"rl": {"sil_warmup": 10}, "eval": {"episodes": 50}})
+    env_id = "branchgym/SearchQA-v0"
+    cfg = _method_config(exp, env_id, 1, "aepo+spear", tmp_path / "policy")
+    assert (cfg.rl.sil_warmup, cfg.rl.sil, cfg.rollout.algo) == (10, True, "aepo")
+    assert (cfg.eval.episodes, cfg.eval.greedy) == (50, False)  # merged into the preset's eval
+    assert cfg.env_id == env_id and cfg.seed == 1 and cfg.learner.lr == 1e-4
+    with pytest.raises(ConfigError, match=r"rl\.bogus: unknown key"):
+        with_overrides(exp, {"rl": {"bogus": 1}})
+    with pytest.raises(ConfigError, match="env_id: set per run"):
+        with_overrides(exp, {"env_id": "branchgym/SearchQA-v0"})
