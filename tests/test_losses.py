@@ -77,6 +77,16 @@ def test_grpo_all_equal_group_is_zero(std_normalize):
     assert close(adv, [0.0, 0.0, 0.0])
 
 
+@pytest.mark.parametrize("std_normalize", [True, False])
+@pytest.mark.parametrize("value", [0.1, 0.3, 0.7, 0.9])
+def test_grpo_equal_rewards_that_float32_cannot_average_are_exactly_zero(value, std_normalize):
+    # float32's mean of eight 0.7s is 0.70000005: naive (R - mean) / (std + 1e-6) gave each
+    # path +0.056, which kept uniform groups "useful" and let them into the replay buffer
+    adv = grpo_advantages(torch.full((8,), value), std_normalize=std_normalize)
+    assert adv.dtype == torch.float32
+    assert adv.tolist() == [0.0] * 8
+
+
 def test_grpo_integer_rewards_and_bad_shape():
     # integer rewards are promoted to float: [1, 0] -> mean .5, unbiased std = sqrt(.5) = .70711
     # A = ±0.5 / 0.70711 = ±0.70711

@@ -66,7 +66,8 @@ def grpo_advantages(rewards: Tensor, std_normalize: bool = True, eps: float = 1e
 
     A group of size 1 has no baseline to compare against and gets advantage 0 (not NaN, which is
     what the unbiased std of one element would give). A group whose rewards are all equal gets
-    all-zero advantages in both modes.
+    exactly zero advantages in both modes (computed naively in float32, the mean of eight
+    returns of 0.7 is off by an ulp, and ``centered / (std + eps)`` gives each path 0.056).
 
     Args:
         rewards: 1-D tensor ``[G]`` of scalar returns, one per trajectory of the group.
@@ -82,12 +83,13 @@ def grpo_advantages(rewards: Tensor, std_normalize: bool = True, eps: float = 1e
         )
     if not rewards.is_floating_point():
         rewards = rewards.to(torch.get_default_dtype())
-    if rewards.numel() <= 1:
+    if rewards.numel() <= 1 or bool((rewards == rewards[0]).all()):
         return torch.zeros_like(rewards)
-    centered = rewards - rewards.mean()
-    if not std_normalize:
-        return centered
-    return centered / (rewards.std() + eps)
+    wide = rewards.double()  # float32's mean of equal returns such as 0.7 is off by an ulp
+    centered = wide - wide.mean()
+    if std_normalize:
+        centered = centered / (wide.std() + eps)
+    return centered.to(rewards.dtype)
 
 
 def _check_same_shape(**tensors: Tensor) -> None:
