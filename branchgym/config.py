@@ -139,6 +139,9 @@ _FLOATS: tuple[tuple[str, float, float], ...] = (  # (key path, low, high), incl
     ("learner.lr", 0.0, math.inf),
     ("learner.eps_low", 0.0, 1.0),
     ("learner.eps_high", 0.0, math.inf),
+    ("learner.clip_cov_ratio", 0.0, 1.0),  # fractions of the valid tokens, not percentages
+    ("learner.replay_clip_cov_ratio", 0.0, 1.0),
+    ("learner.kl_cov_ratio", 0.0, 1.0),
     ("rollout.temperature", 1e-6, math.inf),  # RL scores tokens under it: it must be > 0
     ("rollout.env_timeout", 1e-3, math.inf),
     ("eval.temperature", 0.0, math.inf),
@@ -181,12 +184,12 @@ def validate_fields(cfg: TrainConfig) -> TrainConfig:
             raise ConfigError(f"{path}: must be in [{low}, {high}], got {value}")
     if cfg.eval.split not in SPLIT_OFFSETS:
         raise ConfigError(f"eval.split: {cfg.eval.split!r} is not one of {list(SPLIT_OFFSETS)}")
-    low, high = cfg.learner.clip_cov_bounds
-    if not low < high:  # Clip-Cov picks tokens with low < Cov < high: none would qualify
-        raise ConfigError(
-            f"learner.clip_cov_bounds: must be [low, high] with low < high, got "
-            f"{list(cfg.learner.clip_cov_bounds)}"
-        )
+    for key in ("clip_cov_bounds", "replay_clip_cov_bounds"):
+        low, high = getattr(cfg.learner, key)
+        if not low < high:  # Clip-Cov picks tokens with low < Cov < high: none would qualify
+            raise ConfigError(
+                f"learner.{key}: must be [low, high] with low < high, got {[low, high]}"
+            )
     _validate_model(cfg.model)
     return cfg
 

@@ -191,7 +191,7 @@ def sil_step(learner: Learner, buffer: ReplayBuffer, step: int, cfg: TrainConfig
     "separate"``); ``"mixed"`` puts them into the step's minibatches instead."""
     replayed, out = replay_samples(buffer, learner.version, step, cfg, rng)
     if replayed:
-        out |= {f"sil/{k}": v for k, v in learner.rl_step(replayed, rng).items()}
+        out |= {f"sil/{k}": v for k, v in learner.rl_step(replayed, rng, replay=True).items()}
     return out
 
 

@@ -181,6 +181,12 @@ def test_lists_become_tuples_of_the_declared_items():
     [
         ({"eval": {"split": "foo"}}, "eval.split: 'foo' is not one of ['train', 'seen', 'unseen']"),
         ({"learner": {"clip_cov_bounds": [5.0, 1.0]}}, "learner.clip_cov_bounds: must be [low, "),
+        (
+            {"learner": {"replay_clip_cov_bounds": [40.0, 1.0]}},
+            "learner.replay_clip_cov_bounds: must be [low, high] with low < high, got [40.0, 1.0]",
+        ),
+        ({"learner": {"clip_cov_ratio": 2.0}}, "learner.clip_cov_ratio: must be in [0.0, 1.0]"),
+        ({"learner": {"kl_cov_ratio": -0.1}}, "learner.kl_cov_ratio: must be in [0.0, 1.0]"),
         # 128 / 3 is not whole; 128 / 64 = 2 is, but 64 heads do not group into 3 kv heads
         ({"model": {"heads": 3}}, "model.heads: model.hidden_size (128) must split into"),
         ({"model": {"heads": 64, "kv_heads": 3}}, "model.kv_heads: model.heads (64) must be"),

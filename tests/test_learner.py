@@ -11,11 +11,12 @@ import torch
 
 import branchgym.envs
 from branchgym.agents.hf import HFPolicy
-from branchgym.agents.learner import Learner, LearnerConfig, samples_from_groups
+from branchgym.agents.learner import Learner, LearnerConfig, TokenSample, samples_from_groups
 from branchgym.demos import expert_demos
 from branchgym.rollouts.manager import RolloutConfig, RolloutManager
 from branchgym.tasks.suite import task_refs
 from branchgym.train import with_advantages
+from tests.conftest import build_tiny_lm
 
 ENV_ID = "branchgym/Household-v0"
 
@@ -194,3 +195,76 @@ def test_rl_starts_from_a_fresh_optimiser_so_sft_momentum_moves_nothing(tiny_lm,
     before = [p.detach().clone() for p in tiny_lm.parameters()]
     learner.rl_step(demos, random.Random(0))  # every advantage 0: no gradient signal at all
     assert all(torch.equal(a, b) for a, b in zip(before, tiny_lm.parameters(), strict=True))
+
+
+def _minibatch_grads(tok, samples, cfg: LearnerConfig) -> torch.Tensor:
+    """The gradient one ``_minibatch`` accumulates (lr 0, no clipping) on a fresh tiny model."""
+    model = build_tiny_lm(tok)
+    with torch.no_grad():  # a random model's entropies all sit near log|V|: spread them out
+        model.get_output_embeddings().weight.mul_(30.0)
+    learner = Learner(model, tok.pad_token_id, replace(cfg, max_grad_norm=1e9))
+    learner.set_lr(0.0)
+    if cfg.kl_coef:  # a reference that differs from the policy, so the KL term has a gradient
+        learner.set_reference(build_tiny_lm(tok, seed=1))
+    learner._minibatch(samples)
+    return torch.cat([p.grad.flatten() for p in learner.model.parameters() if p.grad is not None])
+
+
+@pytest.mark.parametrize(
+    "aggregation", ["token-mean", "seq-mean-token-mean", "seq-mean-token-sum-norm"]
+)
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {},
+        {"entropy_advantage": 0.2},
+        {"cov_penalty": "kl_cov", "kl_cov_ratio": 0.3},
+        {"kl_coef": 0.1},
+    ],
+    ids=["plain", "aepo-entropy", "kl-cov", "kl-ref"],
+)
+def test_micro_batches_add_up_to_the_whole_minibatchs_gradient(tiny_tok, aggregation, extra):
+    # Sequences of 5 to 40 tokens, model and observation segments, advantages of both signs
+    # and sizes. Micro-batches of 6, 2 and 1 must give one gradient: each micro-batch's loss is
+    # weighted by its share under the aggregation, and AEPO's z-scores and KL-Cov's tokens
+    # come from the whole minibatch.
+    rng = random.Random(0)
+    samples = []
+    for i, n in enumerate((40, 5, 23, 12, 31, 8)):
+        mask = tuple(j > 0 and (j // 4) % 2 == 0 for j in range(n))  # 4 model, 4 env tokens
+        ids = tuple(rng.randrange(3, len(tiny_tok)) for _ in range(n))
+        old = tuple(-rng.uniform(2.0, 8.0) if m else 0.0 for m in mask)
+        samples.append(TokenSample(ids, old, mask, advantage=(-1) ** i * (1 + i)))
+    grads = [
+        _minibatch_grads(
+            tiny_tok,
+            samples,
+            LearnerConfig(
+                minibatch_size=6, micro_batch_size=micro, aggregation=aggregation, **extra
+            ),
+        )
+        for micro in (6, 2, 1)
+    ]
+    assert grads[0].abs().sum() > 0
+    for other in grads[1:]:
+        torch.testing.assert_close(other, grads[0], atol=1e-6, rtol=1e-4)
+
+
+def test_replayed_samples_use_spears_replay_clip_cov_settings(tiny_tok, monkeypatch):
+    # SPEAR's replay loss picks Clip-Cov tokens with r = 0.02 in (1, 40); on-policy steps use
+    # r = 2e-4 in (1, 5). ``rl_step(replay=True)`` is how the SIL step asks for the former.
+    import branchgym.agents.learner as learner_module
+
+    seen = []
+
+    def spy(cov, mask, ratio, lb, ub, generator):
+        seen.append((ratio, lb, ub))
+        return torch.zeros_like(mask, dtype=torch.bool)
+
+    monkeypatch.setattr(learner_module, "clip_cov_mask", spy)
+    sample = TokenSample(tuple(range(3, 13)), (0.0,) + (-2.0,) * 9, (False,) + (True,) * 9, 1.0)
+    cfg = LearnerConfig(minibatch_size=1, micro_batch_size=1, cov_penalty="clip_cov")
+    learner = Learner(build_tiny_lm(tiny_tok), tiny_tok.pad_token_id, cfg)
+    learner.rl_step([sample], random.Random(0))
+    learner.rl_step([sample], random.Random(0), replay=True)
+    assert seen == [(2e-4, 1.0, 5.0), (0.02, 1.0, 40.0)]

@@ -142,3 +142,32 @@ def test_the_learner_packs_only_models_that_score_packed_rows_exactly(model):
     with pytest.warns(UserWarning, match="pads instead"):
         metrics = learner.rl_step(_samples(0), random.Random(0))
     assert metrics["loss"] == metrics["loss"]  # trained, padded
+
+
+def test_flash_attention_packs_one_row_because_transformers_reads_restarts_only_there(
+    model, monkeypatch
+):
+    # transformers runs flash attention's variable-length kernel from position ids only when
+    # the batch has one row; with two, later documents would attend to earlier ones
+    from branchgym.agents.packing import row_length
+
+    assert row_length([5, 6, 4], 11, "flash_attention_2") == 15
+    assert row_length([5, 6, 4], 11, "flex_attention") == 11
+    assert row_length([5, 6, 4], 11, "sdpa") == 11
+    learner = Learner(model, 0, LearnerConfig(pack_length=16))
+    monkeypatch.setattr(learner, "_attention", lambda: "flash_attention_2")
+    t = learner._tensors(_samples(0))
+    assert t["packed"].shape[0] == 1  # every sequence in one row, however long
+    monkeypatch.setattr(learner, "_attention", lambda: "flex_attention")
+    assert learner._tensors(_samples(0))["packed"].shape[0] > 1
+
+
+def test_the_packing_check_spans_two_rows(model, monkeypatch):
+    from branchgym.agents import packing
+
+    shapes = []
+    real = packing.pack
+    monkeypatch.setattr(packing, "pack", lambda *a: shapes.append(real(*a).shape) or real(*a))
+    assert packing.packing_exact(model, 0)
+    assert packing.packing_exact(model, 0, "flash_attention_2")  # runs SDPA here: one row
+    assert shapes == [(2, 11), (1, 15)]

@@ -38,7 +38,7 @@ from branchgym.agents.losses import (
     ppo_clip_loss,
     token_covariance,
 )
-from branchgym.agents.packing import pack, packing_exact, packing_pays
+from branchgym.agents.packing import pack, packing_exact, packing_pays, row_length
 from branchgym.trajectory import Group, SegmentKind, flatten
 
 Attribution = Literal["soft", "hard"]
@@ -81,6 +81,8 @@ class LearnerConfig:
     cov_penalty: CovPenalty = "none"  # SPEAR's entropy control: Clip-Cov or KL-Cov tokens
     clip_cov_ratio: float = 2e-4
     clip_cov_bounds: tuple[float, float] = (1.0, 5.0)
+    replay_clip_cov_ratio: float = 0.02  # SPEAR's replay steps (``rl_step(replay=True)``)
+    replay_clip_cov_bounds: tuple[float, float] = (1.0, 40.0)
     kl_cov_ratio: float = 2e-3
     kl_cov_beta: float = 1.0
 
@@ -176,14 +178,24 @@ class Learner:
         self.optimizer.state.clear()
         self.set_lr(lr)
 
-    def rl_step(self, samples: Sequence[TokenSample], rng: random.Random) -> dict[str, float]:
-        """PPO-clip epochs over ``samples``; returns averaged metrics. Bumps the version."""
+    def rl_step(
+        self, samples: Sequence[TokenSample], rng: random.Random, replay: bool = False
+    ) -> dict[str, float]:
+        """PPO-clip epochs over ``samples``; returns averaged metrics. Bumps the version.
+
+        ``replay``: the samples are SPEAR's replayed trajectories, whose Clip-Cov selection
+        uses ``replay_clip_cov_ratio`` and ``replay_clip_cov_bounds`` (SPEAR: 0.02, (1, 40))."""
+        cfg = self.cfg
+        clip_cov = (cfg.clip_cov_ratio, *cfg.clip_cov_bounds)
+        if replay:
+            clip_cov = (cfg.replay_clip_cov_ratio, *cfg.replay_clip_cov_bounds)
         metrics: list[dict[str, float]] = []
-        for _ in range(self.cfg.ppo_epochs):
+        for _ in range(cfg.ppo_epochs):
             order = list(samples)
             rng.shuffle(order)
-            for start in range(0, len(order), self.cfg.minibatch_size):
-                metrics.append(self._minibatch(order[start : start + self.cfg.minibatch_size]))
+            for start in range(0, len(order), cfg.minibatch_size):
+                batch = order[start : start + cfg.minibatch_size]
+                metrics.append(self._minibatch(batch, clip_cov))
         self.version += 1
         return _mean(metrics)
 
@@ -203,17 +215,23 @@ class Learner:
         self.optimizer.step()
         return loss_sum
 
-    def _minibatch(self, batch: Sequence[TokenSample]) -> dict[str, float]:
+    def _minibatch(
+        self, batch: Sequence[TokenSample], clip_cov: tuple[float, float, float] | None = None
+    ) -> dict[str, float]:
+        """One optimiser step over ``batch``, in micro-batches whose gradients add up to the
+        gradient of the whole minibatch taken at once, whatever the aggregation mode.
+        ``clip_cov``: Clip-Cov's ratio, lower and upper bound (default: the config's)."""
+        clip_cov = clip_cov or (self.cfg.clip_cov_ratio, *self.cfg.clip_cov_bounds)
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
-        total = sum(sum(s.mask[1:]) for s in batch)
+        micros = [self._tensors(m) for m in _chunks(batch, self.cfg.micro_batch_size)]
+        weights = micro_weights([t["mask"] for t in micros], self.cfg.aggregation)
+        kl_weights = micro_weights([t["mask"] for t in micros], "token-mean")
+        shaped = self._preshaped(micros, clip_cov)
         stats: list[dict[str, float]] = []
-        for micro in _chunks(batch, self.cfg.micro_batch_size):
-            t = self._tensors(micro)
+        for i, t in enumerate(micros):
             logp, ent = self._logprobs(self.model, t, self.temperature)
-            adv = t["adv"]
-            if self.cfg.entropy_advantage:  # z over this micro-batch's valid tokens
-                adv = entropy_aware_advantages(adv, ent, t["mask"], self.cfg.entropy_advantage)
+            adv, masks = shaped[i] if shaped else self._shape([t], [(logp, ent)], clip_cov)[0]
             loss, m = ppo_clip_loss(
                 logp,
                 t["old"],
@@ -224,18 +242,20 @@ class Learner:
                 dual_clip=self.cfg.dual_clip or None,
                 aggregation=self.cfg.aggregation,
                 upper_clip=self.cfg.upper_clip,
-                **self._cov_masks(adv, logp, t["mask"]),
+                **masks,
             )
+            m["loss"] = float(loss.detach())
+            total = loss * weights[i]
             if self.cfg.kl_coef:
                 kl = aggregate(
                     low_var_kl(logp, self._reference_logp(t)), t["mask"].bool(), "token-mean"
                 )
-                loss = loss + self.cfg.kl_coef * kl
+                total = total + self.cfg.kl_coef * kl * kl_weights[i]
                 m["kl_ref"] = float(kl.detach())
+                m["loss"] += self.cfg.kl_coef * m["kl_ref"]
+            total.backward()
             n_tok = float(t["mask"].sum())
-            (loss * n_tok / max(total, 1)).backward()
             m["entropy"] = float((ent.detach() * t["mask"]).sum() / max(n_tok, 1.0))
-            m["loss"] = float(loss.detach())
             stats.append(m)
         norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.max_grad_norm)
         self.optimizer.step()
@@ -243,19 +263,46 @@ class Learner:
         out["grad_norm"] = float(norm)
         return out
 
-    def _cov_masks(self, adv, logp, mask) -> dict:
-        """Clip-Cov's ``no_grad_mask`` or KL-Cov's ``kl_cov_mask``, from this micro-batch."""
+    def _preshaped(self, micros: list[dict], clip_cov) -> list[tuple[torch.Tensor, dict]] | None:
+        """With more than one micro-batch, AEPO's entropy z-scores and the Clip-Cov / KL-Cov
+        token choices need the whole minibatch's tokens before any backward pass: a forward
+        pass without gradients gives them (one extra forward, only when those are on)."""
+        if len(micros) == 1 or not self._shapes():
+            return None
+        with torch.no_grad():
+            outs = [self._logprobs(self.model, t, self.temperature) for t in micros]
+        return self._shape(micros, outs, clip_cov)
+
+    def _shapes(self) -> bool:
+        return bool(self.cfg.entropy_advantage) or self.cfg.cov_penalty != "none"
+
+    def _shape(self, micros: list[dict], outs: list, clip_cov) -> list[tuple[torch.Tensor, dict]]:
+        """Per micro-batch: the advantages after AEPO's entropy term and the covariance
+        penalty's token mask, with statistics over the valid tokens of all ``micros``."""
+        if not self._shapes():
+            return [(t["adv"], {}) for t in micros]
+        shapes = [t["mask"].shape for t in micros]
+        mask = torch.cat([t["mask"].flatten() for t in micros])
+        adv = torch.cat([t["adv"].flatten() for t in micros])
+        logp = torch.cat([o[0].detach().flatten() for o in outs])
+        if self.cfg.entropy_advantage:
+            ent = torch.cat([o[1].detach().flatten() for o in outs])
+            adv = entropy_aware_advantages(adv, ent, mask, self.cfg.entropy_advantage)
+        advs = _split(adv, shapes)
         if self.cfg.cov_penalty == "none":
-            return {}
+            return [(a, {}) for a in advs]
+        name, chosen, extra = self._cov_masks(adv, logp, mask, clip_cov)
+        return [(a, {name: c} | extra) for a, c in zip(advs, _split(chosen, shapes), strict=True)]
+
+    def _cov_masks(self, adv, logp, mask, clip_cov) -> tuple[str, torch.Tensor, dict]:
+        """Clip-Cov's ``no_grad_mask`` or KL-Cov's ``kl_cov_mask`` over the given tokens."""
         cov = token_covariance(adv, logp, mask)
         if self.cfg.cov_penalty == "clip_cov":
-            lb, ub = self.cfg.clip_cov_bounds
-            gen = self._cov_generator
-            return {"no_grad_mask": clip_cov_mask(cov, mask, self.cfg.clip_cov_ratio, lb, ub, gen)}
-        return {
-            "kl_cov_mask": kl_cov_mask(cov, mask, self.cfg.kl_cov_ratio),
-            "kl_cov_beta": self.cfg.kl_cov_beta,
-        }
+            ratio, lb, ub = clip_cov
+            chosen = clip_cov_mask(cov, mask, ratio, lb, ub, self._cov_generator)
+            return "no_grad_mask", chosen, {}
+        chosen = kl_cov_mask(cov, mask, self.cfg.kl_cov_ratio)
+        return "kl_cov_mask", chosen, {"kl_cov_beta": self.cfg.kl_cov_beta}
 
     def _reference_logp(self, t: dict[str, torch.Tensor]) -> torch.Tensor:
         """Log-probs under the frozen copy of the policy taken at the first RL step."""
@@ -277,7 +324,9 @@ class Learner:
     def _packs(self) -> bool:
         """``pack_length`` is set and, checked once, packing is exact for this model."""
         if self._packing is None:
-            self._packing = bool(self.cfg.pack_length) and packing_exact(self.model, self.pad_id)
+            self._packing = bool(self.cfg.pack_length) and packing_exact(
+                self.model, self.pad_id, self._attention()
+            )
             if self.cfg.pack_length and not self._packing:
                 warnings.warn(
                     f"{type(self.model).__name__} lets packed sequences attend to each other; "
@@ -286,10 +335,12 @@ class Learner:
                 )
         return self._packing
 
+    def _attention(self) -> str:
+        return getattr(decoder(self.model).config, "_attn_implementation", None) or "sdpa"
+
     def _pack_pays(self, lengths: list[int]) -> bool:
-        config = decoder(self.model).config
-        attention = getattr(config, "_attn_implementation", None) or "sdpa"
-        return packing_pays(lengths, self.cfg.pack_length, config.hidden_size, attention)
+        hidden = decoder(self.model).config.hidden_size
+        return packing_pays(lengths, self.cfg.pack_length, hidden, self._attention())
 
     def _tensors(self, micro: Sequence[TokenSample]) -> dict:
         """Shift everything by one: position t predicts token t+1. On the model's device."""
@@ -306,10 +357,33 @@ class Learner:
         out |= {"mask": mask.to(device), "adv": adv.to(device)}
         lengths = [len(s.ids) for s in micro]
         if min(lengths) > 1 and self._packs() and self._pack_pays(lengths):
-            out["packed"] = pack([s.ids for s in micro], self.cfg.pack_length, self.pad_id).to(
-                device
-            )
+            length = row_length(lengths, self.cfg.pack_length, self._attention())
+            out["packed"] = pack([s.ids for s in micro], length, self.pad_id).to(device)
         return out
+
+
+def micro_weights(masks: Sequence[torch.Tensor], mode: Aggregation) -> list[float]:
+    """The factor of each micro-batch's aggregated loss that makes their sum the aggregated
+    loss of the whole minibatch (``masks``: each micro-batch's ``[B, T]`` loss mask).
+
+    ``token-mean``: the micro-batch's share of the valid tokens. ``seq-mean-token-mean``: its
+    share of the sequences with a valid token. ``seq-mean-token-sum-norm``: ``B * T`` over
+    the minibatch's ``B * T`` at its widest micro-batch's ``T`` (``aggregate`` divides by the
+    padded width, which would otherwise change from one micro-batch to the next).
+    """
+    if mode == "token-mean":
+        parts = [float(m.sum()) for m in masks]
+        return [p / max(sum(parts), 1.0) for p in parts]
+    if mode == "seq-mean-token-mean":
+        parts = [float((m.sum(-1) > 0).sum()) for m in masks]
+        return [p / max(sum(parts), 1.0) for p in parts]
+    rows, width = sum(m.shape[0] for m in masks), max(m.shape[-1] for m in masks)
+    return [m.shape[0] * m.shape[-1] / (rows * width) for m in masks]
+
+
+def _split(flat: torch.Tensor, shapes: Sequence[torch.Size]) -> list[torch.Tensor]:
+    sizes = [s.numel() for s in shapes]
+    return [p.view(s) for p, s in zip(flat.split(sizes), shapes, strict=True)]
 
 
 def _chunks(items: Sequence, size: int):

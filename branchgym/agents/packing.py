@@ -89,6 +89,15 @@ def unpack(values: torch.Tensor, packed: PackedBatch) -> torch.Tensor:
 
 
 SPARSE_ATTENTION = ("flash_attention_2", "flash_attention_3", "flex_attention")
+# transformers runs flash attention's variable-length kernel from restarting position ids only
+# on a batch of one row; on more rows each row would run as one causal sequence
+ONE_ROW = ("flash_attention_2", "flash_attention_3")
+
+
+def row_length(lengths: Sequence[int], length: int, attention: str) -> int:
+    """The row length to pack ``lengths`` into: ``length``, or one row of them all for the
+    kernels in ``ONE_ROW``."""
+    return sum(lengths) if attention in ONE_ROW else length
 
 
 def packing_pays(lengths: Sequence[int], length: int, hidden: int, attention: str) -> bool:
@@ -110,23 +119,27 @@ def packing_pays(lengths: Sequence[int], length: int, hidden: int, attention: st
     return packed < padded
 
 
-def packing_exact(model, pad_id: int) -> bool:
-    """Whether ``model`` scores two packed sequences exactly as it scores them apart.
+def packing_exact(model, pad_id: int, attention: str = "sdpa") -> bool:
+    """Whether ``model`` scores packed sequences exactly as it scores them apart.
 
+    Three sequences go into rows of 11 tokens: two share the first row, the third has the
+    second row to itself (one row for the ``ONE_ROW`` kernels, as the learner packs them).
     Models whose transformers code builds its attention mask without reading sequence starts
-    from the position ids would let packed sequences attend to each other; the learner checks
-    once per model and pads instead where this is False.
+    from the position ids, or reads them only in a one-row batch, would let packed sequences
+    attend to each other; the learner checks once per model and pads instead where this is
+    False.
     """
     from branchgym.agents.logprobs import packed_logprobs, pad_batch, sequence_logprobs
 
     vocab = model.get_input_embeddings().num_embeddings
-    seqs = [[(7 * i + 3) % vocab for i in range(5)], [(11 * i + 5) % vocab for i in range(6)]]
+    seqs = [[(k * i + k - 4) % vocab for i in range(n)] for k, n in ((7, 5), (11, 6), (13, 4))]
     device = next(model.parameters()).device
+    packed_batch = pack(seqs, row_length([5, 6, 4], 11, attention), pad_id)
     with torch.no_grad():
         ids, mask = pad_batch(seqs, pad_id)
         logp, _ = sequence_logprobs(model, ids.to(device), mask.to(device))
-        plogp, _ = packed_logprobs(model, pack(seqs, 11, pad_id).to(device))
-    apart = torch.cat([logp[0, :4], logp[1, :5]]).float()
-    packed = torch.cat([plogp[0, :4], plogp[1, :5]]).float()
+        plogp, _ = packed_logprobs(model, packed_batch.to(device))
+    apart = torch.cat([logp[i, : len(s) - 1] for i, s in enumerate(seqs)]).float()
+    packed = torch.cat([plogp[i, : len(s) - 1] for i, s in enumerate(seqs)]).float()
     atol = 1e-4 if next(model.parameters()).dtype == torch.float32 else 5e-2  # bf16: coarse
     return bool(torch.allclose(apart, packed, atol=atol, rtol=0))
