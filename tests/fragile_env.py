@@ -40,6 +40,14 @@ class Plain(Fragile):
     restore = None  # type: ignore[assignment]
 
 
+class SlowStart(Fragile):
+    """Its constructor hangs: a simulator that never comes up."""
+
+    def __init__(self) -> None:
+        time.sleep(600)
+
+
 if "test/Fragile-v0" not in gym.registry:
     gym.register("test/Fragile-v0", entry_point=Fragile)
     gym.register("test/Plain-v0", entry_point=Plain)
+    gym.register("test/SlowStart-v0", entry_point=SlowStart)

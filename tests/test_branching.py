@@ -450,3 +450,37 @@ def test_a_snapshot_that_hangs_ends_the_parent_and_its_branch(codec, schedule, t
     ends = [t.end_reason for t in group.trajectories]
     assert ends == [EndReason.ENV_ERROR, EndReason.TURN_LIMIT, third]
     assert "took over 0.5 s" in group.segments[group.trajectories[0].leaf_id].text
+
+
+def test_aepo_branches_from_the_kept_probe_when_the_split_leaves_it_the_only_full_sample(codec):
+    # First turn 1.0, after tool results 12.0: m = round(16 * sigmoid(0.5 * -11)) = 0 -> 1,
+    # so the kept probe is the only full sample. Its decision points (every tool result: the
+    # rise is large) were collected while it ran, and the 15 branch slots go to them rather
+    # than turning into fresh samples: the strongest signal to branch must branch.
+    table = {(0, t): 12.0 for t in range(2, 5)}
+    aepo = AEPOConfig(budget=16, k=2, normalize=False)
+    *_, (group,) = run(codec, table, algo="aepo", aepo=aepo, max_turns=3)
+    check_tree(group)
+    assert len(group.trajectories) == 16
+    points = branch_points(group)
+    probe = group.trajectories[0]
+    assert points and all(p in probe.segment_ids for p in points)
+
+
+class NotAToolCall(LogEnv):
+    """Every step is a parse error: an observation, but no tool was called."""
+
+    def step(self, action: str):
+        obs, reward, terminated, truncated, info = super().step(action)
+        return obs, reward, terminated, truncated, {**info, "tool_call": False}
+
+
+def test_no_branch_decision_follows_an_observation_that_was_not_a_tool_result(codec):
+    # Entropy rises after every observation; but they are format errors, not tool results,
+    # and ARPO decides only after tool calls: the budget goes to fresh samples instead.
+    table = {(i, t): 3.0 for i in range(8) for t in range(2, 5)}
+    *_, (group,) = run(codec, table, env=NotAToolCall, arpo=arpo(budget=4, initial=2))
+    assert branch_points(group) == {}
+    assert len(group.trajectories) == 4
+    *_, (group,) = run(codec, table, arpo=arpo(budget=4, initial=2))  # tool results: branches
+    assert branch_points(group)

@@ -177,7 +177,10 @@ def test_token_budget_ends_the_path(codec):
     assert traj.end_reason is EndReason.LENGTH
     assert traj.n_turns < cfg.max_turns
     ids, _, _ = flatten(group, traj)
-    assert len(ids) + cfg.max_action_tokens > cfg.max_total_tokens
+    assert len(ids) <= cfg.max_total_tokens  # the observation that did not fit is not kept
+    last = list(group.path(traj))[-1]
+    assert last.token_ids == () and last.text.startswith("observation of ")
+    assert "rollout.max_total_tokens (300)" in last.text
     assert max(len(r.prefix) for r in policy.requests) + cfg.max_action_tokens <= 300
 
 
@@ -272,3 +275,59 @@ def test_tool_envs_stop_generation_at_closing_tags(codec):
     result = next(s for s in group.segments[2:] if s.kind is SegmentKind.ENV)
     assert result.token_ids[0] == codec.stop_id and result.text.startswith("<result>")
     assert list(result.token_ids[1:]) == codec.observation_ids(result.text)
+
+
+class HugeObservation(gym.Wrapper):
+    """Answers its first step with an observation far over any token budget."""
+
+    def step(self, action):
+        _, reward, terminated, truncated, info = self.env.step(action)
+        return "a very long tool result " * 2000, reward, terminated, truncated, info
+
+
+def test_an_observation_over_the_token_budget_is_not_stored(codec):
+    policy = ScriptedPolicy(lambda req: say(codec, "look"))
+    cfg = RolloutConfig(samples_per_task=1, max_turns=5, max_total_tokens=256)
+    make = factory(0, HugeObservation)
+    (group,) = RolloutManager(make, policy, codec, cfg).rollout(tasks(1))
+    (traj,) = group.trajectories
+    assert traj.end_reason is EndReason.LENGTH and traj.n_turns == 1
+    ids, _, _ = flatten(group, traj)
+    assert len(ids) <= 256  # a tool result of thousands of tokens never reaches the learner
+    assert list(group.path(traj))[-1].text.startswith("observation of ")
+
+
+def test_a_prompt_over_the_token_budget_ends_the_path_with_a_clear_error(codec):
+    policy = ScriptedPolicy(lambda req: say(codec, "look"))
+    cfg = RolloutConfig(samples_per_task=2, max_turns=5, max_total_tokens=20)
+    (group,) = RolloutManager(make_env, policy, codec, cfg).rollout(tasks(1))
+    assert [t.end_reason for t in group.trajectories] == [EndReason.ENV_ERROR] * 2
+    assert not policy.requests  # nothing was generated from a prompt that does not fit
+    (leaf,) = {group.segments[t.leaf_id].text for t in group.trajectories}
+    assert "rollout.max_total_tokens (20)" in leaf
+
+
+def test_the_snapshot_check_survives_a_failing_factory_and_runs_once(codec):
+    # The check makes one env of its own. A factory that fails then costs the step nothing,
+    # as under GRPO, not the whole step; and once the check passed it is not made again.
+    from branchgym.rollouts.branching import ARPOConfig
+
+    made = []
+
+    def make():
+        made.append(1)
+        if len(made) == 1:
+            raise ConnectionError("server blip")
+        return make_env()
+
+    policy = ScriptedPolicy(lambda req: say(codec, "look"))
+    cfg = RolloutConfig(algo="arpo", arpo=ARPOConfig(budget=4, initial=2), max_turns=2)
+    manager = RolloutManager(make, policy, codec, cfg)
+    counts = []
+    for _ in range(3):
+        before = len(made)
+        (group,) = manager.rollout(tasks(1))
+        assert len(group.trajectories) == 4  # every slot spent: one env per path
+        assert all(t.end_reason is EndReason.TURN_LIMIT for t in group.trajectories)
+        counts.append(len(made) - before)
+    assert counts == [5, 5, 4]  # the failed check, the passing one, then none

@@ -160,3 +160,10 @@ def test_stop_strings_cross_the_pipe():
         assert stop_strings(household) == ()
     finally:
         household.close()
+
+
+def test_a_start_that_hangs_is_killed_after_its_timeout():
+    start = time.monotonic()
+    with pytest.raises(EnvProcessError, match=r"did not start in 2\.0 s"):
+        SubprocessEnv("test/SlowStart-v0", imports=FRAGILE, start_timeout=2.0)
+    assert time.monotonic() - start < 30  # and no child is left (the autouse fixture checks)

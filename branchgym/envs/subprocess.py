@@ -107,8 +107,15 @@ class SubprocessEnv(ProxyEnv):
     """A text environment served by a child process; see the module docstring."""
 
     def __init__(
-        self, env_id: str, env_kwargs: dict | None = None, imports: tuple[str, ...] = ()
+        self,
+        env_id: str,
+        env_kwargs: dict | None = None,
+        imports: tuple[str, ...] = (),
+        start_timeout: float = 120.0,
     ) -> None:
+        """``start_timeout``: seconds the child gets to make its env; past them it is killed
+        and ``EnvProcessError`` raised (a hung start would otherwise hold the process, and
+        the thread waiting on it, for the rest of training)."""
         ctx = _context()
         self.env_id = env_id
         self._conn, child = ctx.Pipe()
@@ -122,6 +129,12 @@ class SubprocessEnv(ProxyEnv):
         # should generation stop?
         self.supports_snapshot: bool
         self.stop_strings: tuple[str, ...]
+        if not self._conn.poll(start_timeout):
+            self._closed = True
+            self._proc.kill()
+            self._proc.join()
+            self._conn.close()
+            raise EnvProcessError(f"{env_id}: the environment did not start in {start_timeout} s")
         self.supports_snapshot, self.stop_strings = self._receive()
 
     def close(self) -> None:

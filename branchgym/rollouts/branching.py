@@ -13,10 +13,11 @@ by turn, as the released ARPO code does; since the first tool results come first
 is spent within a turn or two of the prompt and branches share little. ``"deferred"`` (the
 default) lets a tree's full samples finish, keeping every yes-decision as a candidate with its
 environment snapshot, then grants the slots to the strongest candidates over the whole tree,
-wherever they sit along the paths. ALGORITHMS.md lists early spending as a defect not to copy.
+wherever they sit along the paths: early spending is one of the released code's defects.
 
-Formulas and the differences from the authors' released code are in ALGORITHMS.md, sections 2
-and 3; every function here has a hand-computed test in ``tests/test_branching.py``.
+The formulas, and where branchgym departs from the authors' released code, are in the
+README's "Branching rollouts (ARPO and AEPO)" section; every function here has a hand-computed test in
+``tests/test_branching.py``.
 """
 
 from __future__ import annotations

@@ -82,6 +82,7 @@ class RolloutManager:
         self.vocab_size: int | None = getattr(policy, "vocab_size", None)
         self._rng = random.Random(cfg.seed)
         self._history: dict[TaskRef, tuple[float, float]] = {}  # AEPO pre-monitoring
+        self._snapshots_checked = cfg.algo == "grpo"  # branching needs snapshot() / restore()
 
     def state_dict(self) -> dict:
         """What a resumed run needs to sample as the uninterrupted one would: the branching
@@ -95,9 +96,8 @@ class RolloutManager:
     def rollout(self, tasks: Sequence[TaskRef], step: int = 0, version: int = 0) -> list[Group]:
         """One tree per task, as one ``Group`` per task in the order given."""
         trees = [Tree(task) for task in tasks]
-        if self.cfg.algo != "grpo":
-            require_snapshots(self.env_factory, self.cfg.algo)
         with EnvCalls(self.cfg.env_workers, self.cfg.env_timeout) as calls:
+            self._check_snapshots(calls)
             try:
                 if self.cfg.algo == "aepo":
                     self._pre_monitor(trees, calls)
@@ -115,6 +115,17 @@ class RolloutManager:
                 del self._history[next(iter(self._history))]
         return groups
 
+    def _check_snapshots(self, calls: EnvCalls) -> None:
+        """Raise ``BranchingUnsupported`` before branching an env without snapshots: checked
+        once, on one env made for it. An env that fails or hangs while being made is not this
+        check's to report (its paths end with ``env_error``); it is checked again next call."""
+        if self._snapshots_checked:
+            return
+        (outcome,) = calls.run([lambda: require_snapshots(self.env_factory, self.cfg.algo)])
+        if isinstance(outcome, BranchingUnsupported):
+            raise outcome
+        self._snapshots_checked = not isinstance(outcome, BaseException)
+
     # -- budgets -----------------------------------------------------------------------------
 
     def _plan(self, trees: list[Tree]) -> None:
@@ -129,9 +140,11 @@ class RolloutManager:
     def _pre_monitor(self, trees: list[Tree], calls: EnvCalls) -> None:
         """AEPO: split each task's budget from H_root and H_tool, probing where asked."""
         aepo = self.cfg.aepo
+        probing = aepo.pre_monitor == "probe" and aepo.keep_probe
         if aepo.pre_monitor == "probe":
-            for tree in trees:
-                tree.full_left = 1
+            for tree in trees:  # a kept probe collects branch points for the split to use
+                tree.full_left, tree.probing = 1, probing
+                tree.branch_left = aepo.budget - 1 if probing else 0
             self._run(trees, calls)
         for tree in trees:
             if aepo.pre_monitor == "probe":
@@ -145,7 +158,9 @@ class RolloutManager:
                 tree.paths = []
                 tree.nodes.clear()
             tree.full_left, tree.branch_left = m - kept, aepo.budget - m
-            tree.started = False
+            tree.started = tree.probing = False
+            usable = -(-tree.branch_left // aepo.branches)  # the probe's strongest points
+            tree.points = sorted(tree.points, key=strength)[:usable]
 
     # -- the turn loop -----------------------------------------------------------------------
 
@@ -154,7 +169,7 @@ class RolloutManager:
             self._refill(trees, calls)
             active = [p for t in trees for p in t.paths if p.end is None]
             if not active:
-                if any(t.full_left + t.branch_left for t in trees):
+                if any(t.full_left + t.branch_left for t in trees if not t.probing):
                     continue  # nothing left to branch from: the next refill spends the budget
                 return
             gens = self.policy.generate([self._request(p) for p in active])
@@ -170,7 +185,7 @@ class RolloutManager:
         slot and the fresh samples spend the rest, so ``_run`` always ends."""
         work: list[_Work] = []
         for tree in trees:
-            if any(p.end is None for p in tree.paths):
+            if any(p.end is None for p in tree.paths) or (tree.probing and tree.started):
                 continue
             if tree.started and tree.branch_left > 0 and tree.points:
                 for point in self._grant(tree):
@@ -218,6 +233,10 @@ class RolloutManager:
         if isinstance(outcome, BaseException):
             path.end = _failure(outcome)
             path.error = f"environment failed to reset: {outcome!r}"
+            return
+        if len(ids) + self.cfg.max_action_tokens > self.cfg.max_total_tokens:
+            path.end = EndReason.ENV_ERROR  # every path of the task would: the config's doing
+            path.error = _too_long(obs, len(ids), self.cfg)
             return
         path.stop = stop_strings(env)
         root = path.tree.nodes[0] if path.tree.nodes else None
@@ -274,9 +293,11 @@ class RolloutManager:
 
         Handing slots out in batch order (as the released ARPO code does) would spend a tree's
         budget on whichever paths happen to come first; the strongest entropy rise wins here.
-        The deferred schedule only collects the points (``_grant`` spends them later)."""
+        The deferred schedule, and AEPO's kept probe whatever the schedule, only collect the
+        points (``_grant`` spends them later)."""
         cfg = self._rules
         bids: dict[int, list[Point]] = {}
+        collected: list[Point] = []
         for path, gen in zip(active, gens, strict=True):
             p = self._bid(path, gen)
             if p is None:
@@ -284,7 +305,8 @@ class RolloutManager:
             if not rules.decide(p, cfg.rule, cfg.tau, self._rng):
                 path.streak = 0
                 continue
-            if cfg.schedule == "deferred":
+            deferred = cfg.schedule == "deferred" or path.tree.probing
+            if deferred:
                 path.streak += 1
             n_new = len(gen.token_ids)
             point = Point(  # the parent as it stood before this turn: the tool result last
@@ -298,10 +320,11 @@ class RolloutManager:
                 tool_calls=path.tool_calls,
                 streak=path.streak,
             )
-            bids.setdefault(id(path.tree), []).append(point)
-        if cfg.schedule == "deferred":
-            return [p for points in bids.values() for p in points]
-        granted = []
+            if deferred:
+                collected.append(point)
+            else:
+                bids.setdefault(id(path.tree), []).append(point)
+        granted: list[Point] = []
         for points in bids.values():
             for point in sorted(points, key=strength):
                 path = point.parent
@@ -311,7 +334,7 @@ class RolloutManager:
                     path.tree.branch_left -= n
                     point.children = [self._child(point) for _ in range(n)]
                     granted.append(point)
-        return granted
+        return collected + granted
 
     def _keep(self, tree: Tree, point: Point) -> None:
         """Keep a deferred point, and only as many of the strongest as the slots left can use
@@ -403,10 +426,13 @@ class RolloutManager:
         path.tool_calls += tool_call
         path.end = end
         if path.end is None:
-            path.add(SegmentKind.ENV, self._turn_close(path) + ids, obs)
-            path.after_tool = True
-            if len(path.tokens) + self.cfg.max_action_tokens > self.cfg.max_total_tokens:
-                path.end = EndReason.LENGTH
+            ids = self._turn_close(path) + ids
+            if len(path.tokens) + len(ids) + self.cfg.max_action_tokens > self.cfg.max_total_tokens:
+                path.end = EndReason.LENGTH  # not stored: the budget bounds what is trained on
+                path.add(SegmentKind.ENV, (), _too_long(obs, len(ids), self.cfg))
+                return
+            path.add(SegmentKind.ENV, ids, obs)
+            path.after_tool = tool_call  # decisions follow tool results, not format errors
 
     def _observation_ids(self, obs: str, first: bool = False) -> list[int]:
         """The observation's tokens, or a ValueError: an env's text may be beyond the tokenizer
@@ -459,6 +485,15 @@ def _run_work(work: list[_Work], calls: EnvCalls) -> None:
     outcomes = calls.run([call for _, call, _ in work])
     for (path, _, after), outcome in zip(work, outcomes, strict=True):
         after(path, outcome)
+
+
+def _too_long(obs: str, n_tokens: int, cfg: RolloutConfig) -> str:
+    """The text left where an observation did not fit the path's token budget."""
+    return (
+        f"observation of {n_tokens} tokens not kept: with rollout.max_action_tokens "
+        f"({cfg.max_action_tokens}) it does not fit rollout.max_total_tokens "
+        f"({cfg.max_total_tokens}); it began {obs[:200]!r}"
+    )
 
 
 def _failure(exc: BaseException) -> EndReason:

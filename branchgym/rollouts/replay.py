@@ -16,7 +16,8 @@ keeps them in a Python list that a restart loses; here the buffer is two tables 
   <= ``batch_size`` and clears the buffer. Replayed samples keep their stored log-probs, so the
   PPO ratio and clip act as the trust region.
 
-Formulas: ALGORITHMS.md section 4. Hand-computed tests: ``tests/test_replay.py``.
+Formulas: SPEAR (Tencent, 2025), as the README's concepts list them. Hand-computed tests:
+``tests/test_replay.py``.
 """
 
 from __future__ import annotations

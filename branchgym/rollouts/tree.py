@@ -28,6 +28,7 @@ class Tree:
     full_left: int = 0  # full samples still to start in this phase
     branch_left: int = 0  # branch slots left
     started: bool = False  # this phase's full samples were started
+    probing: bool = False  # AEPO's kept probe: collect branch points, grant none yet
     points: list[Point] = field(default_factory=list)  # deferred schedule: candidates kept
 
 
