@@ -59,7 +59,9 @@ class Segment:
 
     ``logprobs`` and ``entropies`` are per token and present for model segments only (empty
     tuples for env segments). ``entropy_exact`` is False when the backend could only estimate
-    entropy from its top-k log-probs.
+    entropy from its top-k log-probs. ``tool_result`` marks an env segment that answers a tool
+    call (the step's ``info["tool_call"]``): branch decisions and the after-tool entropy
+    statistics look at those, not at the prompt or at observations such as a format error's.
     """
 
     id: int
@@ -71,6 +73,7 @@ class Segment:
     entropies: tuple[float, ...] = ()
     entropy_exact: bool = True
     reward: float = 0.0
+    tool_result: bool = False
     end_reason: EndReason | None = None
 
     def __post_init__(self) -> None:

@@ -482,5 +482,9 @@ def test_no_branch_decision_follows_an_observation_that_was_not_a_tool_result(co
     *_, (group,) = run(codec, table, env=NotAToolCall, arpo=arpo(budget=4, initial=2))
     assert branch_points(group) == {}
     assert len(group.trajectories) == 4
+    # nor do the after-tool statistics count those turns (AEPO's H_tool, the step metrics)
+    assert not any(s.tool_result for s in group.segments)
+    assert entropy_profile(group.segments, 2) == (1.0, 1.0)  # H_tool: H_root, none seen
+    assert tree_stats([group], k=2).entropy_after_tool == 0.0
     *_, (group,) = run(codec, table, arpo=arpo(budget=4, initial=2))  # tool results: branches
     assert branch_points(group)

@@ -2,8 +2,9 @@
 
 A fresh database gets exactly ``schema.Base.metadata``; one made before migrations (by
 ``create_all``) is stamped as revision 0001 and keeps its rows; an older revision is upgraded;
-a revision from a newer branchgym is refused. The package has one revision only, so the
-upgrade test puts a throwaway revision on top of it in a copy of the migrations folder.
+a revision from a newer branchgym is refused. The upgrade test puts a throwaway revision on
+top of the package's head in a copy of the migrations folder; 0002's own upgrade of rows
+written at 0001 has its own test.
 """
 
 from __future__ import annotations
@@ -117,6 +118,8 @@ def test_legacy_database_is_stamped_and_keeps_its_rows(tmp_path, monkeypatch):
             store.create_run("r", {"lr": 1e-6})
             gid = store.write_group("r", make_group(step=3))
             assert migrations.VERSION_TABLE not in inspect(store.engine).get_table_names()
+            with store.engine.begin() as conn:  # the columns revision 0001 did not have
+                conn.execute(text("ALTER TABLE segments DROP COLUMN tool_result"))
     with TrajectoryStore(url_in(tmp_path)) as store:
         assert schema_revision(store.engine) == SCHEMA_HEAD
         assert same_group(store.load_group(gid), make_group(step=3))
@@ -221,3 +224,32 @@ def test_four_processes_migrate_a_fresh_postgres_database_at_once(postgres_url):
         assert differences(engine) == []
     finally:
         engine.dispose()
+
+
+def test_revision_0002_marks_the_env_segments_written_before_it_as_tool_results(tmp_path):
+    # Before 0002 every env segment after the prompt counted as a tool result; rows written
+    # then keep that meaning, and new rows store what the step said.
+    engine = create_engine(url_in(tmp_path))
+    with engine.begin() as conn:
+        command.upgrade(migrations.config(conn), "0001")
+        conn.execute(text("INSERT INTO runs VALUES ('r', '2026-01-01', '{}', '')"))
+        conn.execute(
+            text(
+                "INSERT INTO groups (id, run_id, step, policy_version, worker, env_id, "
+                "task_seed, split, task_type, instruction) VALUES (1, 'r', 0, 0, 'w', 'e', 0, "
+                "'train', 't', 'i')"
+            )
+        )
+        for seg_id, parent, kind in ((0, None, "env"), (1, 0, "model"), (2, 1, "env")):
+            conn.execute(
+                text(
+                    "INSERT INTO segments VALUES (1, :s, :s, :p, :k, x'', x'', x'', 1, '', 0, NULL)"
+                ),
+                {"s": seg_id, "p": parent, "k": kind},
+            )
+    engine.dispose()
+    with TrajectoryStore(url_in(tmp_path)) as store:
+        assert schema_revision(store.engine) == SCHEMA_HEAD
+        with store.engine.connect() as conn:
+            rows = conn.execute(text("SELECT seg_id, tool_result FROM segments ORDER BY seg_id"))
+            assert [tuple(r) for r in rows] == [(0, 0), (1, 0), (2, 1)]

@@ -32,7 +32,9 @@ def make_group(step: int = 0, rets: tuple[float, float] = (1.0, 0.0)) -> Group:
             entropies=(0.3, 0.71, 1.234567, 0.0),
             entropy_exact=False,
         ),
-        Segment(2, 1, SegmentKind.ENV, (201, 202), "Paris is the capital of France."),
+        Segment(
+            2, 1, SegmentKind.ENV, (201, 202), "Paris is the capital of France.", tool_result=True
+        ),
         Segment(
             3,
             2,
@@ -140,6 +142,7 @@ def test_round_trip_preserves_structure(store: TrajectoryStore) -> None:
         assert got.text == want.text
         assert got.end_reason == want.end_reason
         assert got.entropy_exact == want.entropy_exact
+        assert got.tool_result == want.tool_result
         assert got.reward == want.reward
         assert isinstance(got.token_ids, tuple) and isinstance(got.logprobs, tuple)
         assert got.logprobs == pytest.approx(want.logprobs, abs=1e-6)

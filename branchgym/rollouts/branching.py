@@ -16,8 +16,8 @@ environment snapshot, then grants the slots to the strongest candidates over the
 wherever they sit along the paths: early spending is one of the released code's defects.
 
 The formulas, and where branchgym departs from the authors' released code, are in the
-README's "Branching rollouts (ARPO and AEPO)" section; every function here has a hand-computed test in
-``tests/test_branching.py``.
+README's "Branching rollouts (ARPO and AEPO)" section; every function here has a
+hand-computed test in ``tests/test_branching.py``.
 """
 
 from __future__ import annotations

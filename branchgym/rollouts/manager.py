@@ -431,7 +431,7 @@ class RolloutManager:
                 path.end = EndReason.LENGTH  # not stored: the budget bounds what is trained on
                 path.add(SegmentKind.ENV, (), _too_long(obs, len(ids), self.cfg))
                 return
-            path.add(SegmentKind.ENV, ids, obs)
+            path.add(SegmentKind.ENV, ids, obs, tool_result=tool_call)
             path.after_tool = tool_call  # decisions follow tool results, not format errors
 
     def _observation_ids(self, obs: str, first: bool = False) -> list[int]:

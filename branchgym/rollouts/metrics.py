@@ -25,14 +25,18 @@ def entropy_profile(segments: Sequence[Segment], k: int) -> tuple[float, float]:
     """AEPO's pre-monitoring pair ``(H_root, H_tool)`` from one tree's segments.
 
     ``H_root`` averages the first ``k`` tokens of every turn sampled from the prompt, ``H_tool``
-    those of every turn sampled after a tool result (``H_root`` when there was none).
+    those of every turn sampled after a tool result (``H_root`` when there was none); turns
+    after other observations (a format error's) count in neither.
     """
     by_id = {s.id: s for s in segments}
     roots, tools = [], []
     for seg in segments:
         if seg.kind is SegmentKind.MODEL and seg.parent_id is not None:
-            from_prompt = by_id[seg.parent_id].parent_id is None
-            (roots if from_prompt else tools).append(head_entropy(seg.entropies, k))
+            parent = by_id[seg.parent_id]
+            if parent.parent_id is None:
+                roots.append(head_entropy(seg.entropies, k))
+            elif parent.tool_result:
+                tools.append(head_entropy(seg.entropies, k))
     h_root = _mean(roots)
     return h_root, (_mean(tools) if tools else h_root)
 
@@ -79,7 +83,7 @@ def _tool_entropies(group: Group, k: int) -> tuple[list[float], list[float]]:
         if seg.kind is not SegmentKind.MODEL or seg.parent_id is None:
             continue
         result = group.segment(seg.parent_id)
-        if result.parent_id is not None:  # a tool result, not the prompt
+        if result.tool_result:  # not the prompt, nor an observation that answered no tool
             after.append(head_entropy(seg.entropies, k))
             before.append(tail_entropy(group.segment(result.parent_id).entropies, k))
     return before, after

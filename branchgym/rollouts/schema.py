@@ -24,6 +24,7 @@ from sqlalchemy import (
     LargeBinary,
     String,
     Text,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -96,6 +97,7 @@ class SegmentRow(Base):
     logprobs: Mapped[bytes] = mapped_column(LargeBinary)
     entropies: Mapped[bytes] = mapped_column(LargeBinary)
     entropy_exact: Mapped[bool] = mapped_column(Boolean)
+    tool_result: Mapped[bool] = mapped_column(Boolean, server_default=false())
     text: Mapped[str] = mapped_column(Text)
     reward: Mapped[float] = mapped_column(Double)
     end_reason: Mapped[str | None] = mapped_column(String(32), nullable=True)
@@ -236,6 +238,7 @@ def segment_values(seg: Segment, position: int) -> dict:
         logprobs=_pack_floats(seg.logprobs),
         entropies=_pack_floats(seg.entropies),
         entropy_exact=bool(seg.entropy_exact),
+        tool_result=bool(seg.tool_result),
         text=encode_text(seg.text),
         reward=float(seg.reward),
         end_reason=None if seg.end_reason is None else EndReason(seg.end_reason).value,
@@ -267,6 +270,7 @@ def segment_from_row(row: SegmentRow) -> Segment:
         logprobs=_unpack_floats(row.logprobs),
         entropies=_unpack_floats(row.entropies),
         entropy_exact=row.entropy_exact,
+        tool_result=row.tool_result,
         reward=row.reward,
         end_reason=None if row.end_reason is None else EndReason(row.end_reason),
     )

@@ -55,8 +55,11 @@ class Path:
     fresh_branch: bool = False  # its next turn is the branch's own first one
     stop: tuple[str, ...] = ()  # the env's stop strings (closing tool tags)
 
-    def add(self, kind: SegmentKind, ids: Sequence[int], text: str, gen=None) -> None:
+    def add(
+        self, kind: SegmentKind, ids: Sequence[int], text: str, gen=None, tool_result=False
+    ) -> None:
         extra = {} if gen is None else {"logprobs": gen.logprobs, "entropies": gen.entropies}
+        extra["tool_result"] = tool_result
         if gen is not None:
             extra["entropy_exact"] = gen.entropy_exact
         parent = self.nodes[-1] if self.nodes else None
