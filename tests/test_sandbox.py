@@ -142,6 +142,13 @@ def test_reading_a_private_file_outside_fails(outside, limits, attack):
     assert not result.ok and "Error" in (result.error or "")
 
 
+DIR_FD = (  # a descriptor on the working folder, then a working directory d levels below it
+    "import os\nfd = os.open('.', os.O_RDONLY)\n"
+    "d = len([c for c in os.getcwd().split('/') if c])\n"
+    "for _ in range(d):\n    os.mkdir('n')\n    os.chdir('n')\n"
+)
+
+
 @pytest.mark.parametrize(
     "attack",
     [
@@ -156,6 +163,12 @@ def test_reading_a_private_file_outside_fails(outside, limits, attack):
         # a path object that names '/' to os.listdir and '.' to a hook that asks again
         "import os\nclass P:\n    calls = 0\n    def __fspath__(self):\n        P.calls += 1\n"
         "        return '/' if P.calls == 1 else '.'\nprint(os.listdir(P()))",
+        # the hook never sees dir_fd: a path that stays inside from a deeper working folder
+        # climbs to / from a descriptor on the top one
+        DIR_FD + "print(os.read(os.open('../' * d + PATH[1:], os.O_RDONLY, dir_fd=fd), 100))",
+        # the same from the folder as it stands, once a directory descriptor is held
+        "import os\nfd = os.open('.', os.O_RDONLY | os.O_DIRECTORY)\n"
+        "print(os.read(os.open('../' * 30 + PATH[1:], os.O_RDONLY, dir_fd=fd), 100))",
     ],
 )
 def test_reading_a_world_readable_file_outside_fails(outside, attack):
@@ -201,6 +214,7 @@ def test_writing_a_file_outside_fails(outside, limits, attack):
         "open(DROP + '/new.txt', 'w').write('x')",
         "import os\nos.mkdir(DROP + '/newdir')",
         "import os\nopen('mine', 'w').write('x')\nos.rename('mine', DROP + '/new.txt')",
+        DIR_FD + "os.open('../' * d + DROP[1:] + '/new.txt', os.O_WRONLY | os.O_CREAT, dir_fd=fd)",
     ],
 )
 def test_creating_files_in_a_world_writable_folder_fails(outside, attack):

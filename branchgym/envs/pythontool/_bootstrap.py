@@ -22,10 +22,12 @@ _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
 # Audit events the hook refuses outright, by prefix, and modules it will not import: processes,
 # other interpreters, raising limits, walking every object (to find the hook's state), sockets.
 # fmt: off
+# os.chdir (also fchdir's event): the hook resolves relative paths against the working
+# folder, so the working directory must stay there.
 _DENIED_EVENTS = frozenset({
     "os.system", "os.exec", "os.spawn", "os.posix_spawn", "os.fork", "os.forkpty", "os.killpg",
     "subprocess.Popen", "pty.spawn", "cpython.PyInterpreterState_New", "resource.setrlimit",
-    "resource.prlimit", "gc.get_objects", "gc.get_referrers", "gc.get_referents",
+    "resource.prlimit", "gc.get_objects", "gc.get_referrers", "gc.get_referents", "os.chdir",
 })
 _DENIED_PREFIXES = ("ctypes.", "socket.", "syslog.")
 _DENIED_IMPORTS = frozenset({
@@ -163,7 +165,7 @@ def _make_hook(work: str, read_roots: tuple[str, ...]) -> Callable[[str, tuple[A
     reach, because a hook that looked up ``os.readlink`` or ``isinstance`` at call time could be
     monkeypatched by the code it polices. (That is also why this function is longer than the
     house limit: the small checks below must share those cells.)"""
-    readlink, getcwd, getpid = os.readlink, os.getcwd, os.getpid
+    readlink, getcwd, getpid, stat = os.readlink, os.getcwd, os.getpid, os.stat
     isa, perm, oserror, text, blob, integer = isinstance, PermissionError, OSError, str, bytes, int
     join, bjoin = "".join, b"".join
     denied, denied_prefixes, denied_imports = _DENIED_EVENTS, _DENIED_PREFIXES, _DENIED_IMPORTS
@@ -219,6 +221,15 @@ def _make_hook(work: str, read_roots: tuple[str, ...]) -> Callable[[str, tuple[A
         where = "" if path is None else f" ({path!r} is outside the working folder)"
         raise perm(f"sandbox: {what} is not allowed{where}")
 
+    def directory(path: Any) -> bool:
+        """Whether ``path`` names a directory now (an fd on one would let ``dir_fd`` resolve
+        relative paths somewhere this hook, which never sees ``dir_fd``, does not look)."""
+        name = as_text(path)
+        try:
+            return name is None or (stat(name).st_mode & 0o170000) == 0o040000
+        except oserror:
+            return False
+
     def paths_ok(event: str, args: tuple[Any, ...]) -> bool:
         if event == "open":
             path, mode, flags = args
@@ -239,6 +250,10 @@ def _make_hook(work: str, read_roots: tuple[str, ...]) -> Callable[[str, tuple[A
     def hook(event: str, args: tuple[Any, ...]) -> None:
         if event in denied or event.startswith(denied_prefixes):
             refuse(event)
+        elif (
+            event == "open" and args[1] is None and not isa(args[0], integer) and directory(args[0])
+        ):  # os.open of a directory: a dir_fd would resolve relative paths out of the folder
+            refuse("opening a directory as a file descriptor")
         elif not paths_ok(event, args):
             refuse(event, args[0])
         elif event == "os.kill" and args[0] != getpid():

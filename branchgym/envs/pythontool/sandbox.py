@@ -31,16 +31,19 @@ nnp        ``PR_SET_NO_NEW_PRIVS`` (setuid binaries gain nothing), ``PR_SET_PDEA
 audit      A ``sys.addaudithook`` hook, installed before the code runs, that refuses: opening a
            path outside the working folder for writing, or outside it and the stdlib for reading
            (symlinks resolved); renaming, linking, removing, chmod... outside the folder; listing
-           folders outside; sockets; subprocesses, ``os.system``, ``exec*``, ``fork``,
-           ``posix_spawn``; ``os.kill`` of another pid; ctypes; ``gc`` object walks; new
-           interpreters; ``setrlimit``; importing ``_posixsubprocess``, ``_xxsubinterpreters``,
-           ``ctypes``. It reads no globals or builtins at call time, so the code cannot
-           monkeypatch it. It turns attacks into a readable ``PermissionError``.
+           folders outside; ``os.chdir`` and opening a directory as a descriptor (its audit
+           events carry no ``dir_fd``, so relative paths must resolve from the folder); sockets;
+           subprocesses, ``os.system``, ``exec*``, ``fork``, ``posix_spawn``; ``os.kill`` of
+           another pid; ctypes; ``gc`` object walks; new interpreters; ``setrlimit``; importing
+           ``_posixsubprocess``, ``_xxsubinterpreters``, ``ctypes``. It reads no globals or
+           builtins at call time, so the code cannot monkeypatch it. It turns attacks into a
+           readable ``PermissionError``.
 ========== ========================================================================================
 
 What is NOT guaranteed: the audit hook is not a security boundary on its own (CPython says so:
 memory corruption via ``/proc/self/mem`` is stopped only by the hook's path check, a race that
-swaps a symlink between the check and the ``open``, or an interpreter bug, gets past it). Without
+swaps a symlink, or a file for a directory, between the check and the ``open``, or an
+interpreter bug, gets past it). Without
 it, a sandboxed run can still read world-readable files (``/etc/passwd``), create files in
 world-writable folders (``/tmp``), and walk the process list. Without root (no uid layer), the
 OS layers do not stop reading or writing the parent user's files, signalling the parent, or a
