@@ -167,7 +167,7 @@ def play_episode(seed: int, folder: Path) -> EpisodeResult:
     ordered = branchgym.envs.make(HOUSEHOLD).unwrapped  # as registered: the engine's texts
     h_obs, h_info = household.reset(seed=seed)
     sides = [(h_obs, h_info), ordered.reset(seed=seed)]
-    world = household.snapshot()
+    world = household.world
     result = EpisodeResult(seed, world.goal.task_type)
     result.skipped_numbers = bool(skipped_names(world))
     engine = ALFWorldEnv(game_file=write_game(world, folder / str(seed)), expert_plan=False)

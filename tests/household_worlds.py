@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import branchgym.envs
 from branchgym.envs.household.tables import CAN_CONTAIN
-from branchgym.envs.household.world import Goal, World
+from branchgym.envs.household.world import Goal, World, opening_text
 
 ENV_ID = "branchgym/Household-v1"  # the full world; v0 is its two-type kitchen
 ALWAYS = ["help", "inventory", "look"]
@@ -42,7 +42,7 @@ def kitchen(apple_in: str = "cabinet 1") -> World:
 def env_with(world: World):
     env = make()
     env.reset(seed=0)
-    env.restore(world)
+    env.restore((world, opening_text(world)))  # a snapshot: the world and what was last seen
     return env
 
 

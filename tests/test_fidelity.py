@@ -180,7 +180,7 @@ def test_expert_play_is_identical_in_the_real_engine(task_type, tmp_path):
     seed = first_seed(task_type)
     household = branchgym.envs.make(HOUSEHOLD, engine_texts=True).unwrapped
     h_obs, h_info = household.reset(seed=seed)
-    game = write_game(household.snapshot(), tmp_path)
+    game = write_game(household.world, tmp_path)
     engine = ALFWorldEnv(game_file=game, expert_plan=True)
     e_obs, e_info = engine.reset(seed=0)
     _same((h_obs, h_info), (e_obs, e_info))
@@ -208,7 +208,7 @@ def test_random_walks_are_identical_in_the_real_engine(seed, tmp_path):
     rng = random.Random(seed)
     household = branchgym.envs.make(HOUSEHOLD, engine_texts=True).unwrapped
     h_step = household.reset(seed=seed)
-    engine = ALFWorldEnv(game_file=write_game(household.snapshot(), tmp_path), expert_plan=False)
+    engine = ALFWorldEnv(game_file=write_game(household.world, tmp_path), expert_plan=False)
     _same(h_step, engine.reset(seed=0))
     first = ["help", "look", "inventory"]
     for i in range(30):

@@ -89,11 +89,11 @@ def test_snapshot_restore_replays_identically(seed, task_type):
 def test_snapshot_is_a_copy_not_a_view():
     env = make()
     _, info = env.reset(seed=5)
-    snap = env.snapshot()
-    before = snap.snapshot()
+    (world, obs) = env.snapshot()
+    before = world.snapshot()
     for action in info["expert_plan"]:
         env.step(action)
-    assert snap == before
+    assert world == before and env.snapshot()[1] != obs
 
 
 # ------------------------------------------------------------------------------ the expert
@@ -104,7 +104,7 @@ def _expert_episode(env, seed: int) -> dict:
     _, info = env.reset(seed=seed)
     assert not info["won"], f"seed {seed} starts already won"
     assert info["goal_condition_success_rate"] < 1.0
-    assert solvable(env.snapshot()), f"seed {seed}: the search finds no way to the goal"
+    assert solvable(env.world), f"seed {seed}: the search finds no way to the goal"
     terminated, steps = False, 0
     while not terminated and steps < 20:
         _, reward, terminated, _, info = env.step(info["expert_plan"][0])
@@ -121,7 +121,7 @@ def test_every_task_type_is_generated_solvable_and_solved_on_1000_seeds(task_typ
     for seed in range(1000):
         info = _expert_episode(env, seed)
         assert info["task_type"] == task_type
-        world = env.snapshot()
+        world = env.world
         assert len(world.receptacles) <= GenConfig.max_receptacles
         rooms = [name for name, r in ROOMS.items() if _types(world) <= set(r.receptacles)]
         assert len(rooms) == 1 and task_type in HOSTS[rooms[0]], (seed, rooms)
@@ -154,7 +154,7 @@ def test_expert_recovers_from_random_detours_in_every_task_type(task_type):
             _, _, terminated, _, info = env.step(rng.choice(info["admissible_commands"]))
             if terminated:
                 break
-        assert solvable(env.snapshot()), seed  # the search works mid-episode too
+        assert solvable(env.world), seed  # the search works mid-episode too
         for _ in range(30):
             if info["won"]:
                 break
@@ -167,7 +167,7 @@ def test_v0_configuration_is_solved_with_8_receptacles():
     env = make(task_types=V0_TASK_TYPES, rooms=("kitchen",), max_receptacles=8)
     for seed in range(1000):
         _expert_episode(env, seed)
-        assert len(env.snapshot().receptacles) <= 8
+        assert len(env.world.receptacles) <= 8
 
 
 def test_expert_plan_is_empty_once_the_goal_is_reached():
@@ -289,7 +289,7 @@ def test_default_draws_all_six_task_types_about_equally_in_all_four_rooms():
     for seed in range(600):
         _, info = env.reset(seed=seed)
         types[info["task_type"]] += 1
-        world = env.snapshot()
+        world = env.world
         rooms[next(n for n, r in ROOMS.items() if _types(world) <= set(r.receptacles))] += 1
     assert set(types) == set(TASKS) and min(types.values()) >= 70  # 100 each expected
     assert set(rooms) == set(ROOMS)
@@ -335,3 +335,21 @@ def test_search_proves_hand_built_worlds_and_refuses_impossible_ones():
     del no_sink.contents["sinkbasin 1"]
     assert not solvable(no_sink)
     assert solvable(bedroom()) and solvable(two_shelves())
+
+
+def test_a_won_episode_pays_once_and_a_restore_brings_back_the_last_observation():
+    env = branchgym.envs.make(ENV_ID, render_mode="ansi")
+    _, info = env.reset(seed=3)
+    plan = info["expert_plan"]
+    rewards = [env.step(a)[1] for a in plan]
+    assert rewards[-1] == 1.0 and sum(rewards) == 1.0
+    obs, reward, terminated, _, info = env.step("look")  # after the win: nothing more to earn
+    assert (reward, terminated, info["valid_action"]) == (0.0, True, False)
+    assert "Call reset()" in obs
+    env.reset(seed=3)
+    env.step(plan[0])
+    snap, shown = env.unwrapped.snapshot(), env.render()
+    other = branchgym.envs.make(ENV_ID, render_mode="ansi")
+    other.reset(seed=3)
+    other.unwrapped.restore(snap)
+    assert other.render() == shown  # the observation the parent was looking at

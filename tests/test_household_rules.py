@@ -171,12 +171,12 @@ def test_impossible_command_is_nothing_happens_and_changes_nothing():
         "move apple 1 to countertop 1",
         "fly to the moon",
     ):
-        before = env.snapshot()
+        before = env.world
         obs, reward, terminated, truncated, info = env.step(command)
         assert obs == NOTHING_HAPPENS == "Nothing happens."
         assert info["valid_action"] is False
         assert (reward, terminated, truncated) == (0.0, False, False)
-        assert env.snapshot() == before
+        assert env.world == before
 
 
 def test_inventory_texts():

@@ -97,3 +97,51 @@ def test_f1_reward_option():
     _, reward, terminated, _, info = env.step(f"<answer>{answer} extra</answer>")
     assert terminated and reward == pytest.approx(token_f1(f"{answer} extra", answer))
     assert not info["won"]
+
+
+@pytest.mark.parametrize("env_id", ["branchgym/SearchQA-v0", "branchgym/PythonTool-v0"])
+def test_held_out_splits_never_ask_a_training_question(env_id):
+    # Before the splits were partitioned, every seen and unseen SearchQA question was one of
+    # the 360 that training asks, so held-out results measured recall.
+    env = branchgym.envs.make(env_id)
+
+    def questions(split: str, n: int) -> set[str]:
+        return {
+            env.reset(options={"task": t})[1]["instruction"] for t in task_refs(env_id, split, n)
+        }
+
+    train = questions("train", 5000)
+    seen, unseen = questions("seen", 300), questions("unseen", 300)
+    assert len(seen) > 40 and len(unseen) > 40
+    assert not seen & train and not unseen & train and not seen & unseen
+
+
+def test_unseen_questions_are_about_subjects_training_never_asks_about():
+
+    world = build_world(0)
+    train_subjects = {make_question(world, s, 3, "train").chain[0] for s in range(5000)}
+    unseen = {make_question(world, s, 3, "unseen").chain[0] for s in range(500)}
+    seen = {make_question(world, s, 3, "seen").chain[0] for s in range(500)}
+    assert unseen and not unseen & train_subjects
+    assert seen <= train_subjects  # seen: new questions about subjects training knows
+
+
+@pytest.mark.parametrize("env_id", ["branchgym/SearchQA-v0", "branchgym/PythonTool-v0"])
+def test_an_answer_pays_once(env_id):
+    env = branchgym.envs.make(env_id)
+    _, info = env.reset(seed=5)
+    for action in info["expert_plan"]:
+        obs, reward, terminated, _, _ = env.step(action)
+    assert terminated and reward == 1.0
+    snap = env.unwrapped.snapshot()
+    obs, reward, terminated, _, info = env.step(info["expert_plan"][-1])  # the answer again
+    assert (reward, terminated, info["valid_action"]) == (0.0, True, False)
+    env.unwrapped.restore(snap)  # the answered state is part of the snapshot
+    assert env.step("<answer>x</answer>")[1] == 0.0
+
+
+def test_lone_surrogates_in_a_call_are_observations_not_exceptions():
+    env = branchgym.envs.make("branchgym/PythonTool-v0")
+    env.reset(seed=1)
+    obs, reward, terminated, _, _ = env.step("<python>print('\ud800')</python>")
+    assert "UnicodeEncodeError" in obs and not terminated and reward == 0.0

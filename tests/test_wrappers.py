@@ -55,8 +55,21 @@ def test_tool_call_limit_counts_only_tool_calls():
     env.reset(seed=4)
     assert env.step("not a call")[3] is False  # invalid: no tool ran
     assert env.step("<search>Works</search>")[3] is False
-    obs, _, terminated, truncated, _ = env.step("<search>city</search>")
+    assert env.step("<search>city</search>")[3] is False  # the second of two allowed calls
+    obs, _, terminated, truncated, _ = env.step("<search>more</search>")
     assert truncated and not terminated and "<result>" in obs
+
+
+def test_a_task_that_needs_every_allowed_call_can_still_be_won():
+    from branchgym.envs.wrappers import FormatPenalty, ToolCallLimit
+
+    base = branchgym.envs.make("branchgym/SearchQA-v0")
+    seed = next(s for s in range(200) if len(base.reset(seed=s)[1]["expert_plan"]) == 4)
+    env = FormatPenalty(ToolCallLimit(branchgym.envs.make("branchgym/SearchQA-v0"), max_calls=3))
+    _, info = env.reset(seed=seed)
+    steps = [env.step(action) for action in info["expert_plan"]]  # 3 searches, then the answer
+    assert [s[3] for s in steps] == [False] * 4
+    assert steps[-1][2] and sum(s[1] for s in steps) == 1.0
 
 
 def test_invalid_action_penalty():

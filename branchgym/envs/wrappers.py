@@ -73,8 +73,10 @@ class TurnLimit(_Counting):
 
 
 class ToolCallLimit(_Counting):
-    """Truncate once ``max_calls`` tool calls were made (steps whose ``info["tool_call"]`` is
-    true; ARPO's scripts allow 3 to 6)."""
+    """Allow ``max_calls`` tool calls (steps whose ``info["tool_call"]`` is true; ARPO's
+    scripts allow 3 to 6) and truncate at a call beyond them. The step after the last allowed
+    call is the agent's to answer: truncating at that call itself would leave a task that
+    needs all of them unwinnable."""
 
     def __init__(self, env: gym.Env[str, str], max_calls: int = 6) -> None:
         super().__init__(env)
@@ -83,7 +85,7 @@ class ToolCallLimit(_Counting):
     def step(self, action: str) -> tuple[str, float, bool, bool, dict[str, Any]]:
         obs, reward, terminated, truncated, info = self.env.step(action)
         self.count += bool(info.get("tool_call", True))
-        return obs, reward, terminated, truncated or self.count >= self.max_calls, info
+        return obs, reward, terminated, truncated or self.count > self.max_calls, info
 
 
 class InvalidActionPenalty(gym.Wrapper[str, str, str, str]):

@@ -84,18 +84,27 @@ class HouseholdEnv(gym.Env[str, str]):
 
     def step(self, action: str) -> tuple[str, float, bool, bool, dict[str, Any]]:
         world = self._require_world()
+        if all(goal_conditions(world)):  # won already: no reward twice for one win
+            return "The task is done. Call reset().", 0.0, True, False, self._info(valid=False)
         obs, valid = execute(world, action if isinstance(action, str) else "")
         self._last_obs = obs
         info = self._info(valid=valid)
         won = info["won"]
         return obs, float(won), won, False, info
 
-    def snapshot(self) -> World:
-        """An exact copy of the episode state; ``restore`` puts it back."""
+    @property
+    def world(self) -> World:
+        """A copy of the episode's world (to export it, say); changing it changes nothing."""
         return self._require_world().snapshot()
 
-    def restore(self, snap: World) -> None:
-        self._world = snap.snapshot()
+    def snapshot(self) -> tuple[World, str]:
+        """An exact copy of the episode state and its last observation; ``restore`` puts
+        them back."""
+        return self._require_world().snapshot(), self._last_obs
+
+    def restore(self, snap: tuple[World, str]) -> None:
+        world, self._last_obs = snap
+        self._world = world.snapshot()
 
     def render(self) -> str | None:
         return self._last_obs if self.render_mode == "ansi" else None

@@ -46,7 +46,7 @@ _DEVICES = frozenset({"/dev/null", "/dev/zero", "/dev/random", "/dev/urandom"})
 
 def _bootstrap(settings: dict[str, Any]) -> None:
     """Set the layers up in order (each needs what the one before left), then run the code."""
-    with open(CODE_FD, encoding="utf-8", errors="surrogateescape") as source:
+    with open(CODE_FD, encoding="utf-8", errors="surrogatepass") as source:
         code = source.read()
     os.closerange(STATUS_FD + 1, 1 << 16)  # anything the parent leaked
     os.chdir(settings["work"])

@@ -34,7 +34,7 @@ from branchgym.envs.pythontool.sandbox import (
 )
 from branchgym.envs.toolcall import ToolProtocol
 from branchgym.tasks.scoring import exact_match
-from branchgym.tasks.suite import episode_seed
+from branchgym.tasks.suite import episode_seed, split_of_seed
 
 TEXT = gym.spaces.Text(max_length=4096, charset=string.printable)
 _PRINTABLE = frozenset(string.printable)
@@ -78,6 +78,9 @@ def _printable(text: str) -> str:
     return "".join(c if c in _PRINTABLE else c.encode("unicode_escape").decode() for c in text)
 
 
+OVER = "The episode is over: you answered. Call reset()."  # what a step after the answer observes
+
+
 class PythonToolEnv(gym.Env[str, str]):
     """One computation problem per episode; run Python, then answer."""
 
@@ -96,18 +99,22 @@ class PythonToolEnv(gym.Env[str, str]):
         self.render_mode = render_mode
         self._problem: Problem | None = None
         self._printed = False  # has some call printed the answer? (the expert then answers)
+        self._done = False  # answered: a later step earns nothing
         self._last = ""
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
-        episode, _ = episode_seed(self.np_random, seed, options)
-        self._problem = make_problem(episode)
+        episode, split = episode_seed(self.np_random, seed, options)
+        self._problem = make_problem(episode, split or split_of_seed(episode))
         self._printed = False
+        self._done = False
         self._last = f"Question: {self._problem.text}"
         return self._last, self._info(valid=True, tool=False)
 
     def step(self, action: str):
         problem = self._require()
+        if self._done:  # no reward twice for one answer
+            return OVER, 0.0, True, False, self._info(valid=False, tool=False)
         parsed = self.protocol.parse(action)
         if isinstance(parsed, str):
             self._last = parsed
@@ -115,6 +122,7 @@ class PythonToolEnv(gym.Env[str, str]):
         if parsed.tool == self._answer_tag:
             reward = answer_match(parsed.argument, problem.answer)
             self._last = f"You answered {parsed.argument}."
+            self._done = True
             return self._last, reward, True, False, self._info(True, False, won=reward == 1.0)
         result = self.execute(parsed.argument)
         self._printed |= any(answer_match(w, problem.answer) for w in result.stdout.split())
@@ -137,11 +145,11 @@ class PythonToolEnv(gym.Env[str, str]):
     def _answer_tag(self) -> str:
         return self.protocol.tools[1]
 
-    def snapshot(self) -> tuple[Problem | None, bool, str]:
-        return self._problem, self._printed, self._last
+    def snapshot(self) -> tuple[Problem | None, bool, str, bool]:
+        return self._problem, self._printed, self._last, self._done
 
-    def restore(self, snap: tuple[Problem | None, bool, str]) -> None:
-        self._problem, self._printed, self._last = snap
+    def restore(self, snap: tuple[Problem | None, bool, str, bool]) -> None:
+        self._problem, self._printed, self._last, self._done = snap
 
     def render(self) -> str | None:
         return self._last if self.render_mode == "ansi" else None

@@ -1,10 +1,12 @@
 """Seeded problems for ``PythonTool-v0``: arithmetic and word problems that need computation.
 
-``make_problem(seed)`` picks one of the generators below with ``random.Random(seed)`` and fills it
-in, so the seed fully determines the problem. Each ``Problem`` carries its gold answer, computed
-here, and a reference solution: a short stdlib-only Python program that prints that answer. The
-program is what the environment's expert runs in the sandbox; where a closed form exists the
-gold answer uses it and the program counts by brute force, so the two check each other.
+``make_problem(seed, split)`` picks one of the generators below with ``random.Random(seed)`` and
+fills it in, drawing again until the problem belongs to ``split`` (``problem_split``), so the
+seed and split fully determine the problem and no held-out problem is a training one. Each
+``Problem`` carries its gold answer, computed here, and a reference solution: a short
+stdlib-only Python program that prints that answer. The program is what the environment's
+expert runs in the sandbox; where a closed form exists the gold answer uses it and the program
+counts by brute force, so the two check each other.
 Answers are integers written in full, or amounts rounded to the cent (``"1234.50"``).
 """
 
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import math
 import random
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -163,7 +166,18 @@ GENERATORS: tuple[Callable[[random.Random], Problem], ...] = (
 )
 
 
-def make_problem(seed: int) -> Problem:
-    """The problem for ``seed``: the same seed always gives the same problem."""
+def problem_split(problem: Problem) -> str:
+    """The one split whose tasks may ask ``problem`` (a stable hash of its text): held-out
+    splits never repeat a training problem, as small generators would by chance."""
+    bucket = zlib.crc32(problem.text.encode()) % 10
+    return "unseen" if bucket == 0 else "seen" if bucket == 1 else "train"
+
+
+def make_problem(seed: int, split: str = "train") -> Problem:
+    """The problem for ``seed`` in ``split``: the same seed always gives the same problem."""
     rng = random.Random(seed)
-    return GENERATORS[rng.randrange(len(GENERATORS))](rng)
+    for _ in range(10_000):
+        problem = GENERATORS[rng.randrange(len(GENERATORS))](rng)
+        if problem_split(problem) == split:
+            return problem
+    raise ValueError(f"no problem found for split {split!r}")

@@ -221,7 +221,7 @@ def _high_fd(fd: int) -> int:
 def _spawn(code: str, work: str, uid: int | None, limits: SandboxLimits) -> _Child:
     """Start the bootstrap (this file) in a new session with the code on fd 3."""
     code_fd = _high_fd(os.memfd_create("sandbox-code"))
-    data = code.encode("utf-8", "surrogateescape")
+    data = code.encode("utf-8", "surrogatepass")  # any str, lone surrogates too, round-trips
     while data:
         data = data[os.write(code_fd, data) :]
     os.lseek(code_fd, 0, os.SEEK_SET)

@@ -24,7 +24,7 @@ from rank_bm25 import BM25Okapi
 from branchgym.envs.searchqa.world import Question, World, build_world, make_question
 from branchgym.envs.toolcall import ToolCall, ToolProtocol
 from branchgym.tasks.scoring import exact_match, token_f1
-from branchgym.tasks.suite import episode_seed
+from branchgym.tasks.suite import episode_seed, split_of_seed
 
 TEXT = gym.spaces.Text(max_length=4096, charset=string.printable)
 
@@ -42,6 +42,9 @@ def _terms(text: str) -> list[str]:
 def parse_call(action: str) -> ToolCall | str:
     """The call in ``action`` under the default tags, or the reason it is not one."""
     return ToolProtocol(("search", "answer")).parse(action)
+
+
+OVER = "The episode is over: you answered. Call reset()."  # what a step after the answer observes
 
 
 class SearchQAEnv(gym.Env[str, str]):
@@ -67,18 +70,23 @@ class SearchQAEnv(gym.Env[str, str]):
         self.render_mode = render_mode
         self._q: Question | None = None
         self._searched: tuple[str, ...] = ()
+        self._done = False  # answered: a later step earns nothing
         self._last = ""
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
-        episode, _ = episode_seed(self.np_random, seed, options)
-        self._q = make_question(self.world, episode, self.max_hops)
+        episode, split = episode_seed(self.np_random, seed, options)
+        split = split or split_of_seed(episode)
+        self._q = make_question(self.world, episode, self.max_hops, split)
         self._searched = ()
+        self._done = False
         self._last = f"Question: {self._q.text}"
         return self._last, self._info(valid=True, tool=False)
 
     def step(self, action: str):
         q = self._require()
+        if self._done:  # no reward twice for one answer
+            return OVER, 0.0, True, False, self._info(valid=False, tool=False)
         parsed = self.protocol.parse(action)
         if isinstance(parsed, str):
             self._last = parsed
@@ -89,6 +97,7 @@ class SearchQAEnv(gym.Env[str, str]):
             reward = score(arg, q.answer)
             self._last = f"You answered {arg}."
             info = self._info(valid=True, tool=False, won=exact_match(arg, q.answer) == 1.0)
+            self._done = True
             return self._last, reward, True, False, info
         self._searched += (arg,)
         self._last = self.protocol.result(" | ".join(self.search(arg)))
@@ -107,11 +116,11 @@ class SearchQAEnv(gym.Env[str, str]):
         """The ``top_k`` passages BM25 ranks highest for ``query``."""
         return self.bm25.get_top_n(_terms(query), list(self.world.passages), n=self.top_k)
 
-    def snapshot(self) -> tuple[Question | None, tuple[str, ...], str]:
-        return self._q, self._searched, self._last
+    def snapshot(self) -> tuple[Question | None, tuple[str, ...], str, bool]:
+        return self._q, self._searched, self._last, self._done
 
-    def restore(self, snap: tuple[Question | None, tuple[str, ...], str]) -> None:
-        self._q, self._searched, self._last = snap
+    def restore(self, snap: tuple[Question | None, tuple[str, ...], str, bool]) -> None:
+        self._q, self._searched, self._last, self._done = snap
 
     def render(self) -> str | None:
         return self._last if self.render_mode == "ansi" else None

@@ -4,11 +4,17 @@ Every name is made up from syllables, so no pretrained model can know an answer:
 retrieved. People are born in cities and work for companies; companies are based in cities
 and were founded by people; cities lie in countries. Each entity has one passage stating its
 facts, and a question follows a chain of 1 to 3 facts from a named entity to the answer.
+
+The splits ask disjoint questions (``question_split``): ``unseen`` asks about subjects no
+other split asks about (about one in six people and companies), and ``seen`` asks questions
+that training never asks (about one in six of the other template and subject pairs) about
+subjects training asks other questions about.
 """
 
 from __future__ import annotations
 
 import random
+import zlib
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -94,11 +100,25 @@ _TEMPLATES: tuple[tuple[str, tuple[str, ...], str], ...] = (
 )
 
 
-def make_question(world: World, seed: int, max_hops: int = 3) -> Question:
-    """The question of task ``seed``: a template of at most ``max_hops`` facts, a subject."""
+def question_split(template: str, subject: str) -> str:
+    """The one split that asks ``template`` about ``subject`` (a stable hash, not Python's)."""
+    if zlib.crc32(subject.encode()) % 6 == 0:
+        return "unseen"
+    return "seen" if zlib.crc32(f"{template}|{subject}".encode()) % 6 == 0 else "train"
+
+
+def make_question(world: World, seed: int, max_hops: int = 3, split: str = "train") -> Question:
+    """The question of task ``seed`` in ``split``: a template of at most ``max_hops`` facts and
+    a subject, drawn again until the pair belongs to ``split``."""
     rng = random.Random(seed)
-    template, relations, kind = rng.choice([t for t in _TEMPLATES if len(t[1]) <= max_hops])
-    subject = rng.choice(world.people if kind == "person" else world.companies)
+    templates = [t for t in _TEMPLATES if len(t[1]) <= max_hops]
+    for _ in range(10_000):
+        template, relations, kind = rng.choice(templates)
+        subject = rng.choice(world.people if kind == "person" else world.companies)
+        if question_split(template, subject) == split:
+            break
+    else:
+        raise ValueError(f"no question of at most {max_hops} hops belongs to split {split!r}")
     chain, value = [subject], subject
     for rel in relations:
         value = world.facts[rel][value]

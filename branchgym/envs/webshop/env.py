@@ -41,6 +41,7 @@ from branchgym.trajectory import TaskRef
 TEXT = gym.spaces.Text(max_length=4096, charset=string.printable)
 SEARCH_TEMPLATE = "search[<query>]"
 _ACTION = re.compile(r"\s*(search|click)\[(.*)\]\s*", re.IGNORECASE | re.DOTALL)
+_SURROGATES = re.compile("[\ud800-\udfff]")
 
 
 @dataclass(frozen=True)
@@ -192,6 +193,7 @@ class WebShopEnv(gym.Env[str, str]):
             shown = ascii(action[:80]) if isinstance(action, str) else type(action).__name__
             return f"Invalid action {shown}: write search[key words] or click[a bracketed label]."
         verb, arg = match.group(1).lower(), " ".join(match.group(2).split())
+        arg = _SURROGATES.sub("\ufffd", arg)  # no UTF-8 text holds a lone surrogate
         if verb == "search":
             if self._page.search_url is None:
                 return "Invalid action: no search bar on this page; click[Back to Search] first."
