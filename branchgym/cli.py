@@ -112,6 +112,7 @@ def train(
     from branchgym.checkpoint import CheckpointError
     from branchgym.configio import ConfigError
     from branchgym.demos import ExpertDataError
+    from branchgym.envs.snapshots import BranchingUnsupported
     from branchgym.rollouts.store import StoreError
     from branchgym.runner import ResumeError
     from branchgym.runner import resume as resume_run
@@ -158,6 +159,8 @@ def train(
         raise typer.BadParameter(str(exc), param_hint="--resume") from exc
     except ConfigError as exc:  # a value out of range, from the preset, file or flags
         raise typer.BadParameter(str(exc)) from exc
+    except BranchingUnsupported as exc:  # --algo arpo/aepo on an env without snapshots
+        _fail(exc)
     except ExpertDataError as exc:  # the env cannot give texts or demonstrations for the warm start
         raise typer.BadParameter(str(exc), param_hint="--env") from exc
     except ImportError as exc:

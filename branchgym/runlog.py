@@ -45,7 +45,9 @@ class RunLog:
         self.run_dir = Path(run_dir)
         kept = [r for r in read_rows(self.run_dir) if r.get("step", -1) < start_step]
         path = self.run_dir / METRICS
-        path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+        partial = path.with_suffix(".jsonl.partial")  # a kill here must not lose the kept rows
+        partial.write_text("".join(json.dumps(r) + "\n" for r in kept))
+        os.replace(partial, path)
         self._jsonl = open(path, "a")  # noqa: SIM115 (closed in close())
         self._tb = _tensorboard(self.run_dir / "tb", start_step)
         self._wandb = _wandb(run_id, config, self.run_dir)
@@ -85,7 +87,7 @@ def _tensorboard(folder: Path, start_step: int):
         return None
     from torch.utils.tensorboard import SummaryWriter
 
-    return SummaryWriter(str(folder), purge_step=start_step or None)
+    return SummaryWriter(str(folder), purge_step=start_step)  # 0 too: a restart in place
 
 
 def _wandb(run_id: str, config: dict, run_dir: Path):

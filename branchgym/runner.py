@@ -42,6 +42,7 @@ from branchgym.agents.weightsync import policy_version, sync_policy
 from branchgym.config import TrainConfig, config_json, steps_ahead, validate
 from branchgym.configio import apply_overrides
 from branchgym.demos import episode_timeout, expert_demos
+from branchgym.envs.snapshots import require_snapshots
 from branchgym.envs.wrappers import RestateInstruction
 from branchgym.rollouts.manager import RolloutManager
 from branchgym.rollouts.replay import ReplayBuffer
@@ -88,9 +89,10 @@ def train(cfg: TrainConfig, console: Console | None = None) -> dict:
     _require_extras(cfg)
     _seed(cfg)
     model, tokenizer = build_policy_model(cfg, env_factory(cfg))  # before the folder: fail fast
-    run_dir = _new_run_dir(Path(cfg.out_dir), f"{time.strftime('%Y%m%d-%H%M%S')}-seed{cfg.seed}")
-    run_id = run_dir.name
-    store = _open_store(cfg, run_id, run_dir)
+    name = f"{time.strftime('%Y%m%d-%H%M%S')}-seed{cfg.seed}"
+    run_dir = _new_run_dir(Path(cfg.out_dir), name)
+    store = _open_store(cfg, run_dir)
+    run_dir = _claim_run(store, run_dir, name, cfg)
     (run_dir / CONFIG).write_text(json.dumps(config_json(cfg), indent=2))
     tokenizer.save_pretrained(run_dir / TOKENIZER)
     model = _adapt(cfg, model, run_dir)
@@ -125,7 +127,8 @@ def resume(run: str | Path, out_dir: str = "runs", console: Console | None = Non
         else:
             model = AutoModelForCausalLM.from_pretrained(ckpt.path)
         tokenizer = AutoTokenizer.from_pretrained(run_dir / TOKENIZER)
-    store = _open_store(cfg, run_dir.name, run_dir)
+    store = _open_store(cfg, run_dir)
+    store.create_run(run_dir.name, config_json(cfg))  # already there unless killed before it
     where = "the start" if ckpt is None else f"RL step {ckpt.step}"
     console.print(f"resuming run {run_dir.name} from {where}")
     return _Run(cfg, run_dir, store, model, tokenizer, console).go(ckpt)
@@ -175,6 +178,8 @@ def _require_extras(cfg: TrainConfig) -> None:
 
         require_peft()
     preflight(cfg.backend)  # vLLM installed, or the server up and able to take weights
+    if cfg.rollout.algo != "grpo":  # branching needs snapshots: say so before SFT, not after
+        require_snapshots(env_factory(cfg), cfg.rollout.algo)
 
 
 def _has_signal(group) -> bool:
@@ -445,16 +450,27 @@ def _generator(cfg: TrainConfig, model, tokenizer, run_dir: Path):
     )
 
 
-def _open_store(cfg: TrainConfig, run_id: str, run_dir: Path) -> TrajectoryStore:
+def _open_store(cfg: TrainConfig, run_dir: Path) -> TrajectoryStore:
     """Open the store before any training, so a bad ``--db`` fails in seconds, leaving nothing."""
     try:
-        store = TrajectoryStore(cfg.db or f"sqlite:///{run_dir / 'trajectories.db'}")
+        return TrajectoryStore(cfg.db or f"sqlite:///{run_dir / 'trajectories.db'}")
     except StoreError:
         if not any(run_dir.iterdir()):
             run_dir.rmdir()
         raise
-    store.create_run(run_id, config_json(cfg))
-    return store
+
+
+def _claim_run(store: TrajectoryStore, run_dir: Path, name: str, cfg: TrainConfig) -> Path:
+    """The run folder whose name is a run id no other run holds in the store. A shared
+    ``--db`` may hold runs from other ``--out`` folders: a run started in the same second
+    with the same seed moves on to ``name-2``, ``name-3``... rather than write into theirs."""
+    for n in range(2, 1000):
+        if store.create_run(run_dir.name, config_json(cfg)):
+            return run_dir
+        run_dir.rmdir()  # still empty: the store is elsewhere
+        run_dir = _new_run_dir(run_dir.parent, f"{name}-{n}")
+    store.close()
+    raise ResumeError(f"{store.url}: no free run id for {name}")
 
 
 __all__ = ["ResumeError", "env_factory", "find_run", "load_run_config", "resume", "train"]

@@ -87,6 +87,24 @@ def test_tensorboard_curves_join_without_duplicate_steps(tmp_path):
     assert [e.step for e in events.Scalars("success")] == [0, 1, 2, 3, 4, 5]
 
 
+def test_a_restart_from_step_0_purges_the_first_attempts_tensorboard_steps(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    with RunLog(tmp_path, "run", {}) as log:  # killed before its first checkpoint
+        for row in _rows(range(3)):
+            log.write(row | {"success": 0.9})
+    with RunLog(tmp_path, "run", {}, start_step=0) as log:
+        for row in _rows(range(3)):
+            log.write(row)
+    events = EventAccumulator(str(tmp_path / "tb"))
+    events.Reload()
+    assert [(e.step, round(e.value, 6)) for e in events.Scalars("success")] == [
+        (0, 0.0), (1, 0.1), (2, 0.2),
+    ]  # fmt: skip
+    assert [r["step"] for r in read_rows(tmp_path)] == [0, 1, 2]
+    assert not list(tmp_path.glob("*.partial"))
+
+
 def test_wandb_gets_the_rows_when_installed_and_asked_for(tmp_path, monkeypatch):
     import importlib.util
     import sys

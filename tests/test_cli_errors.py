@@ -79,6 +79,18 @@ def test_an_env_without_an_expert_plan_is_told_before_the_run(tmp_path, monkeypa
     assert not out.exists()
 
 
+def test_branching_an_env_without_snapshots_is_told_before_the_run(tmp_path, monkeypatch):
+    import branchgym.envs
+    import tests.fragile_env  # noqa: F401  registers test/Plain-v0: no snapshot()
+
+    monkeypatch.setitem(branchgym.envs._plugin_ids, "test/Plain-v0", "tests")
+    toml = '[sft]\ndemos = 0\n[rollout]\nalgo = "arpo"\n'
+    result, out = train_with(tmp_path, toml, "--preset", "smoke", "--env", "test/Plain-v0")
+    assert result.exit_code == 2, result.output
+    assert "arpo branches paths from environment snapshots" in flat(result.output)
+    assert not out.exists()  # not after SFT, at the first RL step
+
+
 @pytest.mark.parametrize("command", [["train", "--preset", "smoke"], ["experiment", "compare"]])
 def test_an_out_that_is_a_file_is_refused(tmp_path, command):
     afile = tmp_path / "afile"

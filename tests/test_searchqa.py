@@ -131,10 +131,10 @@ def test_an_answer_pays_once(env_id):
     env = branchgym.envs.make(env_id)
     _, info = env.reset(seed=5)
     for action in info["expert_plan"]:
-        obs, reward, terminated, _, _ = env.step(action)
+        _, reward, terminated, _, _ = env.step(action)
     assert terminated and reward == 1.0
     snap = env.unwrapped.snapshot()
-    obs, reward, terminated, _, info = env.step(info["expert_plan"][-1])  # the answer again
+    _, reward, terminated, _, info = env.step(info["expert_plan"][-1])  # the answer again
     assert (reward, terminated, info["valid_action"]) == (0.0, True, False)
     env.unwrapped.restore(snap)  # the answered state is part of the snapshot
     assert env.step("<answer>x</answer>")[1] == 0.0

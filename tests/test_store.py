@@ -351,3 +351,22 @@ def test_steps_lists_a_runs_steps_in_order(store: TrajectoryStore) -> None:
     store.write_groups("r1", [make_group(3), make_group(0), make_group(3)])
     assert store.steps("r1") == [0, 3]
     assert store.steps("nope") == []
+
+
+def test_runs_from_two_out_folders_sharing_a_store_get_their_own_ids(tmp_path) -> None:
+    # Run ids are folder names ("<time>-seed<N>"), unique within one --out folder only; with
+    # a shared --db a second run started in the same second must not write into the first's.
+    from branchgym.config import TrainConfig
+    from branchgym.runner import _claim_run, _new_run_dir
+
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    name = "20261125-120000-seed0"
+    with TrajectoryStore(url) as store:
+        first = _claim_run(store, _new_run_dir(tmp_path / "a", name), name, TrainConfig())
+        second_cfg = TrainConfig(seed=7)
+        second = _claim_run(store, _new_run_dir(tmp_path / "b", name), name, second_cfg)
+        assert (first.name, second.name) == (name, f"{name}-2")
+        assert not (tmp_path / "b" / name).exists() and second.is_dir()
+        assert store.run_config(second.name)["seed"] == 7
+        assert store.run_config(first.name)["seed"] == 0
+        assert store.create_run(first.name, {}) is False  # a resume finds it, unchanged

@@ -190,18 +190,22 @@ class TrajectoryStore:
 
     # -- runs
 
-    def create_run(self, run_id: str, config: dict[str, Any], code_version: str = "") -> None:
-        """Register a run; a run that already exists is left unchanged (safe on resume)."""
+    def create_run(self, run_id: str, config: dict[str, Any], code_version: str = "") -> bool:
+        """Register a run; True if this call created it. A run that already exists is left
+        unchanged (safe on resume, and for workers of one run): False."""
         config_text = json.dumps(config, sort_keys=True)
         try:
             with self._sessions.begin() as session:
-                if session.get(RunRow, run_id) is None:
-                    session.add(RunRow(id=run_id, config=config_text, code_version=code_version))
+                if session.get(RunRow, run_id) is not None:
+                    return False
+                session.add(RunRow(id=run_id, config=config_text, code_version=code_version))
+            return True
         except IntegrityError:
             # Another worker created the same run between our check and our insert.
             with self._sessions() as session:
                 if session.get(RunRow, run_id) is None:
                     raise
+            return False
 
     def run_config(self, run_id: str) -> dict[str, Any]:
         """The config a run was created with, so a resumed run can check it matches."""
