@@ -81,7 +81,11 @@ def start(cfg: RayConfig) -> Any:
 
 
 class EnvWorker:
-    """Hosts any number of one environment's instances, each under a key."""
+    """Hosts any number of one environment's instances, each under a key.
+
+    It runs as a threaded actor (``env_actor_class``): a call that hangs holds one thread, not
+    the whole worker, so the other environments it hosts go on; its path ends at the timeout.
+    """
 
     def __init__(self, env_id: str, env_kwargs: dict, restate: bool) -> None:
         self.env_id, self.env_kwargs, self.restate = env_id, env_kwargs, restate
@@ -178,7 +182,8 @@ class RolloutWorker:
             from branchgym.runner import env_factory
 
             return env_factory(self.cfg)()
-        return RayEnv(self.env_workers[next(self.turn) % len(self.env_workers)])
+        worker = self.env_workers[next(self.turn) % len(self.env_workers)]
+        return RayEnv(worker, timeout=self.cfg.rollout.env_timeout)
 
     def load_weights(self, version: int, weights: dict | None) -> None:
         """Take ``weights`` (None: a server samples, and the learner has synced it)."""
@@ -222,6 +227,14 @@ def _server_policy(cfg, index: int, vocab_size: int, seed: int):
     return OpenAIPolicy(server, vocab_size=vocab_size, seed=seed)
 
 
+def env_actor_class(ray: Any, cfg) -> Any:
+    """``EnvWorker`` as a Ray actor: threaded, with a thread for every environment call the
+    rollout workers may have in flight at once, and restarted if its process dies (the envs
+    it held are gone: their paths end with ``env_error``)."""
+    threads = max(8, cfg.rollout.env_workers * cfg.ray.rollout_workers)
+    return ray.remote(num_cpus=0, max_concurrency=threads, max_restarts=-1)(EnvWorker)
+
+
 class RaySampler:
     """The learner's side: spreads tasks over rollout workers and hands them the weights."""
 
@@ -229,7 +242,7 @@ class RaySampler:
         self.ray = ray = start(cfg.ray)
         self.servers = cfg.backend.backend == "openai"
         config = decoder(model).config
-        env_actor = ray.remote(num_cpus=0)(EnvWorker)
+        env_actor = env_actor_class(ray, cfg)
         rollout_actor = ray.remote(num_cpus=0)(RolloutWorker)
         self.env_workers = [
             env_actor.remote(cfg.env_id, cfg.env_kwargs, cfg.restate_instruction)

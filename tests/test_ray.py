@@ -7,6 +7,7 @@ interrupted after a checkpoint resumes to the same trajectories as an uninterrup
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import signal
 import subprocess
@@ -169,3 +170,27 @@ def test_bench_scale_runs_with_a_tiny_budget():
     out = json.loads(result.output[result.output.index("{") :])
     assert out["sync_steps_per_s"] > 0 and out["async_steps_per_s"] > 0
     assert out["async_speedup"] == round(out["async_steps_per_s"] / out["sync_steps_per_s"], 3)
+
+
+def test_a_hanging_env_holds_one_thread_of_its_env_worker_not_the_worker():
+    # An actor runs one call at a time unless threaded: a hung step in one env made every
+    # later call to that worker, from any rollout worker, time out as env_error.
+    import ray
+
+    from branchgym.config import TrainConfig
+    from branchgym.distributed import RayEnv, env_actor_class, start
+    from branchgym.envs.pythontool import SandboxLimits
+
+    cfg = TrainConfig()
+    start(dataclasses.replace(cfg.ray, num_cpus=2))
+    try:
+        slow = {"limits": SandboxLimits(wall_seconds=30.0, cpu_seconds=30)}
+        worker = env_actor_class(ray, cfg).remote("branchgym/PythonTool-v0", slow, False)
+        stuck, healthy = RayEnv(worker, timeout=3.0), RayEnv(worker, timeout=10.0)
+        stuck.reset(seed=1), healthy.reset(seed=2)
+        with pytest.raises(ray.exceptions.GetTimeoutError):
+            stuck.step("<python>import time\ntime.sleep(25)</python>")
+        obs = healthy.step("<python>print(6 * 7)</python>")[0]
+        assert "42" in obs  # not queued behind the sleeping call
+    finally:
+        ray.shutdown()
