@@ -129,14 +129,18 @@ def collect(cfg: CollectConfig, progress=None) -> dict:
     run_id = f"rollout-{stamp}-{cfg.algo}-seed{cfg.seed}-{secrets.token_hex(3)}"
     tasks = task_refs(cfg.env_id, cfg.split, cfg.tasks, start=cfg.seed * cfg.tasks)
     groups = []
-    with TrajectoryStore(cfg.db) as store:  # opened first: a bad URL fails before any work
-        for start in range(0, len(tasks), cfg.batch):
-            batch = manager.rollout(tasks[start : start + cfg.batch])
-            batch = [with_advantages(g, std_normalize=True) for g in batch]
-            if not groups:  # registered with its first groups: a failed start leaves no run
-                store.create_run(run_id, {**asdict(cfg), "kind": "rollout"})
-            store.write_groups(run_id, batch)
-            groups += batch
-            if progress is not None:
-                progress(len(groups), len(tasks))
+    try:
+        with TrajectoryStore(cfg.db) as store:  # opened first: a bad URL fails before any work
+            for start in range(0, len(tasks), cfg.batch):
+                batch = manager.rollout(tasks[start : start + cfg.batch])
+                batch = [with_advantages(g, std_normalize=True) for g in batch]
+                if not groups:  # registered with its first groups: a failed start leaves no run
+                    store.create_run(run_id, {**asdict(cfg), "kind": "rollout"})
+                store.write_groups(run_id, batch)
+                groups += batch
+                if progress is not None:
+                    progress(len(groups), len(tasks))
+    finally:
+        if hasattr(policy, "close"):  # vLLM's engine processes: not left to interpreter exit
+            policy.close()
     return {"run": run_id, "db": cfg.db, **tree_stats(groups).as_dict()}

@@ -49,8 +49,13 @@ class RunLog:
         partial.write_text("".join(json.dumps(r) + "\n" for r in kept))
         os.replace(partial, path)
         self._jsonl = open(path, "a")  # noqa: SIM115 (closed in close())
-        self._tb = _tensorboard(self.run_dir / "tb", start_step)
-        self._wandb = _wandb(run_id, config, self.run_dir)
+        self._tb = self._wandb = None
+        try:
+            self._tb = _tensorboard(self.run_dir / "tb", start_step)
+            self._wandb = _wandb(run_id, config, self.run_dir)
+        except BaseException:
+            self.close()
+            raise
 
     def write(self, row: dict[str, Any]) -> None:
         """Log one step's row (it must hold ``step``)."""

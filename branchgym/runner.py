@@ -221,15 +221,15 @@ class _Run:
 
     def go(self, ckpt: checkpoint.Checkpoint | None) -> dict:
         start = 0 if ckpt is None else ckpt.step
-        if ckpt is not None:
-            self._restore(ckpt.state)
-        self.store.delete_groups(self.run_id, start)  # steps taken after the checkpoint
-        self._sync()
-        self.console.print(
-            f"run {self.run_id}: model {n_params(self.model) / 1e6:.2f}M params, "
-            f"vocab {len(self.tokenizer)}"
-        )
-        try:
+        try:  # from here on the engine and the store are closed whatever fails
+            if ckpt is not None:
+                self._restore(ckpt.state)
+            self.store.delete_groups(self.run_id, start)  # steps taken after the checkpoint
+            self._sync()
+            self.console.print(
+                f"run {self.run_id}: model {n_params(self.model) / 1e6:.2f}M params, "
+                f"vocab {len(self.tokenizer)}"
+            )
             with (
                 progress_bars(self.console) as bar,
                 RunLog(self.run_dir, self.run_id, config_json(self.cfg), start) as log,
