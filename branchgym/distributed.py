@@ -254,7 +254,9 @@ class RaySampler:
         ]
         ray.get([w.attach.remote(self.env_workers) for w in self.workers])
         self._loads: list = []  # weight hand-overs sent but not yet confirmed
-        self.pending: dict[int, list] = {}  # step -> its rollouts, sent and not yet read
+        self._confirmed = 0  # hand-overs confirmed so far (the ones before ``_loads``)
+        self.pending: dict[int, tuple[list, int]] = {}  # step -> its rollouts, sent and not
+        # yet read, and how many hand-overs had been sent before them
         self.sync(model, version, everything=True)  # the first time: base weights too
 
     def sync(self, model, version: int, everything: bool = False) -> None:
@@ -291,11 +293,17 @@ class RaySampler:
             if share
         ]
 
-    def wait(self, store, pending: list) -> tuple[list, list[int]]:
-        """The groups of submitted rollouts, read back from the store in task order."""
+    def wait(self, store, pending: list, sent: int | None = None) -> tuple[list, list[int]]:
+        """The groups of submitted rollouts, read back from the store in task order.
+
+        ``sent``: how many weight hand-overs had been sent when they were submitted (default:
+        all so far). Those are confirmed here, done by now since each worker runs its calls in
+        order; a later one may queue behind rollouts of later steps and is not waited for."""
         ids = [gid for part in self.ray.get(pending) for gid in part]
-        loads, self._loads = self._loads, []
-        self.ray.get(loads)  # sent before those rollouts, so done by now
+        n = len(self._loads) if sent is None else sent - self._confirmed
+        loads, self._loads = self._loads[:n], self._loads[n:]
+        self.ray.get(loads)  # surfaces a failed load
+        self._confirmed += n
         return [store.load_group(gid) for gid in ids], ids
 
     def collect(self, store, tasks: list, step: int, version: int) -> tuple[list, list[int]]:
@@ -309,14 +317,15 @@ class RaySampler:
         sent yet, on tasks from ``draw`` and the weights of ``version``. With ``last > step``
         the workers sample those while the caller updates (asynchronous rollouts)."""
         for ahead in range(max(self.pending, default=step - 1) + 1, last + 1):
-            self.pending[ahead] = self.submit(draw(), ahead, version)
-        return self.wait(store, self.pending.pop(step))
+            sent = self._confirmed + len(self._loads)
+            self.pending[ahead] = (self.submit(draw(), ahead, version), sent)
+        return self.wait(store, *self.pending.pop(step))
 
     def drain(self) -> int | None:
         """Wait for rollouts sent ahead that will not be trained on (the run stopped before
         their steps); returns the first such step, or None."""
         first = min(self.pending, default=None)
-        self.ray.get([ref for refs in self.pending.values() for ref in refs])
+        self.ray.get([ref for refs, _ in self.pending.values() for ref in refs])
         self.pending.clear()
         return first
 
