@@ -169,10 +169,10 @@ def load_run_config(run_dir: Path) -> TrainConfig:
 def _require_extras(cfg: TrainConfig) -> None:
     """Fail in the first second, not after SFT, when the config needs an extra not installed
     (the ImportError says which ``pip install`` brings it) or a server that is not there."""
-    if cfg.ray.enabled:
-        from branchgym.distributed import require_ray
+    if cfg.ray.enabled:  # a wrong --ray-address fails here, not when RL starts after SFT
+        from branchgym.distributed import start
 
-        require_ray()
+        start(cfg.ray)
     if cfg.lora.rank:
         from branchgym.agents.lora import require_peft
 
