@@ -272,9 +272,12 @@ def test_rescore_partial_answers(tmp_path):
         group = store.load_group(gid)
         # replayed under the reward it was re-scored with: the partial answer's F1 again
         fresh = [replay(store, t).ret for t in store.trajectory_ids(gid)]
-    assert fresh == pytest.approx([2 / 3, 1.0])
-    # "<gold> city" vs "<gold>": precision 1/2, recall 1 -> F1 2/3; the exact answer stays 1
+    # "<gold> city" vs "<gold>" of w words: precision w/(w+1), recall 1 -> F1 2w/(2w+1)
+    # (2/3 for a one-word answer, 0.8 for two); the exact answer stays 1
+    words = len(gold.split())
+    partial = 2 * words / (2 * words + 1)
+    assert fresh == pytest.approx([partial, 1.0])
     assert (n, changed) == (2, 1)
-    assert [t.ret for t in group.trajectories] == pytest.approx([2 / 3, 1.0])
+    assert [t.ret for t in group.trajectories] == pytest.approx([partial, 1.0])
     assert group.trajectories[0].advantage < 0 < group.trajectories[1].advantage
-    assert group.segments[1].reward == pytest.approx(2 / 3)
+    assert group.segments[1].reward == pytest.approx(partial)
