@@ -252,12 +252,16 @@ class RaySampler:
             rollout_actor.remote(f"rollout-{i}", cfg_json, run_id, tokenizer, config)
             for i in range(cfg.ray.rollout_workers)
         ]
-        ray.get([w.attach.remote(self.env_workers) for w in self.workers])
         self._loads: list = []  # weight hand-overs sent but not yet confirmed
         self._confirmed = 0  # hand-overs confirmed so far (the ones before ``_loads``)
         self.pending: dict[int, tuple[list, int]] = {}  # step -> its rollouts, sent and not
         # yet read, and how many hand-overs had been sent before them
-        self.sync(model, version, everything=True)  # the first time: base weights too
+        try:  # a worker that cannot start (no database, a bad config) takes the rest down
+            ray.get([w.attach.remote(self.env_workers) for w in self.workers])
+            self.sync(model, version, everything=True)  # the first time: base weights too
+        except BaseException:
+            self.close()
+            raise
 
     def sync(self, model, version: int, everything: bool = False) -> None:
         """Hand ``model``'s weights to every worker (one copy in the object store); with

@@ -194,3 +194,22 @@ def test_a_hanging_env_holds_one_thread_of_its_env_worker_not_the_worker():
         assert "42" in obs  # not queued behind the sleeping call
     finally:
         ray.shutdown()
+
+
+def test_a_sampler_whose_workers_cannot_start_kills_the_actors_it_made(tiny_tok, monkeypatch):
+    import ray
+
+    from branchgym.config import TrainConfig, config_json
+    from branchgym.distributed import RaySampler
+    from tests.conftest import build_tiny_lm
+
+    closed = []
+    monkeypatch.setattr(RaySampler, "close", lambda self: closed.append(len(self.workers)))
+    cfg = TrainConfig(db="postgresql://nobody@127.0.0.1:1/none")  # no worker can open it
+    cfg = dataclasses.replace(cfg, ray=dataclasses.replace(cfg.ray, enabled=True, num_cpus=2))
+    try:
+        with pytest.raises(ray.exceptions.RayActorError):
+            RaySampler(cfg, config_json(cfg), "r", tiny_tok, build_tiny_lm(tiny_tok), 0)
+        assert closed == [cfg.ray.rollout_workers]  # the actors it had made were killed
+    finally:
+        ray.shutdown()
