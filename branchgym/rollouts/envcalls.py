@@ -17,6 +17,9 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from typing import Any
 
+from branchgym.envs.errors import ToolError
+from branchgym.trajectory import EndReason
+
 
 class EnvTimeout(TimeoutError):
     """An environment call ran past its time limit."""
@@ -115,3 +118,24 @@ def checked_step(outcome: Any) -> tuple[str, float, bool, bool, dict]:
     if not isinstance(info, dict):
         raise TypeError(f"step() returned a {type(info).__name__} info, not a dict")
     return obs, reward, bool(terminated), bool(truncated), info
+
+
+def run_work(
+    work: Sequence[tuple[Any, Callable[[], Any], Callable[[Any, Any], None]]], calls
+) -> None:
+    """Run every ``(path, call, handler)``'s call at once on ``calls``, then hand each outcome
+    to its path's handler."""
+    outcomes = calls.run([call for _, call, _ in work])
+    for (path, _, after), outcome in zip(work, outcomes, strict=True):
+        after(path, outcome)
+
+
+def failure_reason(exc: BaseException) -> EndReason:
+    """The end reason of a path whose environment call failed: its tool's fault or the env's."""
+    return EndReason.TOOL_ERROR if isinstance(exc, ToolError) else EndReason.ENV_ERROR
+
+
+def snapshot_of(env: Any) -> Any:
+    """``env``'s snapshot, wherever in its wrapper stack ``snapshot()`` is defined."""
+    assert env is not None
+    return env.get_wrapper_attr("snapshot")()

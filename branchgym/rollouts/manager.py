@@ -34,12 +34,18 @@ import gymnasium as gym
 
 from branchgym.agents.policy import Generation, GenerationRequest, Policy, SamplingParams
 from branchgym.agents.protocol import TurnCodec
-from branchgym.envs.errors import ToolError
 from branchgym.envs.snapshots import BranchingUnsupported, require_snapshots
 from branchgym.envs.toolcall import stop_strings
 from branchgym.rollouts import branching as rules
 from branchgym.rollouts.branching import AEPOConfig, ARPOConfig
-from branchgym.rollouts.envcalls import EnvCalls, EnvTimeout, checked_step
+from branchgym.rollouts.envcalls import (
+    EnvCalls,
+    EnvTimeout,
+    checked_step,
+    failure_reason,
+    run_work,
+    snapshot_of,
+)
 from branchgym.rollouts.metrics import entropy_profile
 from branchgym.rollouts.tree import Path, Point, Tree, freeze, strength
 from branchgym.trajectory import EndReason, Group, SegmentKind, TaskRef
@@ -202,7 +208,7 @@ class RolloutManager:
             for _ in range(n):
                 path = self._new_path(tree)
                 work.append((path, self._reset_call(path), self._begin))
-        _run_work(work, calls)
+        run_work(work, calls)
 
     def _new_path(self, tree: Tree) -> Path:
         path = Path(tree, f"p{next(_path_counter)}")
@@ -231,7 +237,7 @@ class RolloutManager:
             except ValueError as exc:
                 outcome = exc
         if isinstance(outcome, BaseException):
-            path.end = _failure(outcome)
+            path.end = failure_reason(outcome)
             path.error = f"environment failed to reset: {outcome!r}"
             return
         if len(ids) + self.cfg.max_action_tokens > self.cfg.max_total_tokens:
@@ -377,7 +383,7 @@ class RolloutManager:
 
         A point without children (deferred schedule) keeps its snapshot in its tree for
         ``_grant``; one whose snapshot failed is dropped."""
-        snaps = calls.run([lambda p=pt.parent: _snapshot(p.env) for pt in points])
+        snaps = calls.run([lambda p=pt.parent: snapshot_of(p.env) for pt in points])
         work: list[_Work] = []
         for point, snap in zip(points, snaps, strict=True):
             if isinstance(snap, EnvTimeout):  # its env may still be busy: it cannot step either
@@ -398,7 +404,7 @@ class RolloutManager:
                     path.end = EndReason.LENGTH
                 else:
                     work.append((path, self._step_call(path), self._stepped))
-        _run_work(work, calls)
+        run_work(work, calls)
 
     def _step_call(self, path: Path) -> Callable[[], tuple]:
         action = self.codec.action_text(path.tree.nodes[path.nodes[-1]].token_ids)
@@ -417,7 +423,7 @@ class RolloutManager:
             except Exception as exc:
                 failure = exc
         if failure is not None:
-            path.end = _failure(failure)
+            path.end = failure_reason(failure)
             kind = "tool" if path.end is EndReason.TOOL_ERROR else "environment"
             path.add(SegmentKind.ENV, (), f"{kind} error: {failure!r}")
             return
@@ -463,7 +469,7 @@ class RolloutManager:
 
     def _restored(self, child: Path, outcome: Any) -> None:
         if isinstance(outcome, BaseException):
-            child.end = _failure(outcome)
+            child.end = failure_reason(outcome)
             child.add(SegmentKind.ENV, (), f"branch restore failed: {outcome!r}")
 
     def _end_reason(self, path: Path, terminated: bool, truncated: bool) -> EndReason | None:
@@ -480,13 +486,6 @@ class RolloutManager:
     # -- the finished tree -------------------------------------------------------------------
 
 
-def _run_work(work: list[_Work], calls: EnvCalls) -> None:
-    """Run every environment call at once, then hand each outcome to its path's handler."""
-    outcomes = calls.run([call for _, call, _ in work])
-    for (path, _, after), outcome in zip(work, outcomes, strict=True):
-        after(path, outcome)
-
-
 def _too_long(obs: str, n_tokens: int, cfg: RolloutConfig) -> str:
     """The text left where an observation did not fit the path's token budget."""
     return (
@@ -494,13 +493,3 @@ def _too_long(obs: str, n_tokens: int, cfg: RolloutConfig) -> str:
         f"({cfg.max_action_tokens}) it does not fit rollout.max_total_tokens "
         f"({cfg.max_total_tokens}); it began {obs[:200]!r}"
     )
-
-
-def _failure(exc: BaseException) -> EndReason:
-    """The end reason of a path whose environment call failed: its tool's fault or the env's."""
-    return EndReason.TOOL_ERROR if isinstance(exc, ToolError) else EndReason.ENV_ERROR
-
-
-def _snapshot(env: gym.Env | None) -> Any:
-    assert env is not None
-    return env.get_wrapper_attr("snapshot")()
